@@ -1,0 +1,336 @@
+"""Deep Q-Network (Mnih et al. 2015, "Human-level control through deep RL"), Double DQN optional.
+
+Pure torch and numpy: the environment comes in as a Gymnasium vector env with same-step autoreset,
+and metrics leave through an `on_metrics(step, metrics)` callback.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class QNetwork(nn.Module):
+    """MLP from a state vector to one Q-value per action."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, n_actions),
+        )
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.net(obs.float())  # (B, A)
+
+
+class ConvQNetwork(nn.Module):
+    """Small ConvNet from a stack of uint8 grey frames (B, K, H, W) to Q-values."""
+
+    def __init__(self, frames: int, height: int, width: int, n_actions: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(frames, 16, kernel_size=5, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=5, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_features = self.features(torch.zeros(1, frames, height, width)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_features, 256), nn.ReLU(), nn.Linear(256, n_actions))
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.head(self.features(obs.float() / 255.0))  # (B, A)
+
+
+def build_q_network(obs_shape: tuple[int, ...], n_actions: int, hidden: int) -> nn.Module:
+    """The MLP for vector observations, the ConvNet for (frames, height, width) images."""
+    if len(obs_shape) == 1:
+        return QNetwork(obs_shape[0], n_actions, hidden)
+    if len(obs_shape) == 3:
+        return ConvQNetwork(*obs_shape, n_actions=n_actions)
+    raise ValueError(f"observations of shape {obs_shape} are neither vectors nor frame stacks")
+
+
+class GreedyPolicy(nn.Module):
+    """What gets exported: the Q-network plus argmax, so a user needs no agent code."""
+
+    def __init__(self, q_network: nn.Module) -> None:
+        super().__init__()
+        self.q_network = q_network
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.q_network(obs).argmax(dim=1)  # (B,)
+
+    @torch.jit.export
+    def q_values(self, obs: Tensor) -> Tensor:
+        return self.q_network(obs)  # (B, A)
+
+
+# --------------------------------------------------------------------------- replay and exploration
+
+
+class Transition(NamedTuple):
+    obs: np.ndarray
+    action: int
+    reward: float
+    next_obs: np.ndarray
+    terminated: bool  # true termination only: a time-limit truncation still bootstraps
+
+
+class Batch(NamedTuple):
+    obs: Tensor  # (B, *obs_shape)
+    action: Tensor  # (B,) int64
+    reward: Tensor  # (B,) float32
+    next_obs: Tensor  # (B, *obs_shape)
+    terminated: Tensor  # (B,) float32, 1.0 where the episode terminated
+
+
+class ReplayMemory:
+    """Experience replay in a `deque(maxlen=capacity)`: pushing onto a full memory drops the oldest."""
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        self.memory: deque[Transition] = deque(maxlen=capacity)
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.memory)
+
+    def push(self, transition: Transition) -> None:
+        """Store one transition."""
+        self.memory.append(transition)
+
+    def sample(self, batch_size: int, device: torch.device) -> Batch:
+        """A uniform minibatch without replacement, transposed from transitions to columns."""
+        transitions = self.rng.sample(self.memory, batch_size)
+        obs, action, reward, next_obs, terminated = zip(*transitions)
+        return Batch(
+            obs=torch.as_tensor(np.stack(obs), device=device),
+            action=torch.as_tensor(action, dtype=torch.int64, device=device),
+            reward=torch.as_tensor(reward, dtype=torch.float32, device=device),
+            next_obs=torch.as_tensor(np.stack(next_obs), device=device),
+            terminated=torch.as_tensor(terminated, dtype=torch.float32, device=device),
+        )
+
+
+def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
+    """Epsilon falling linearly from `start` to `end` over `decay_steps`, then flat."""
+    fraction = min(step / decay_steps, 1.0)
+    return start + fraction * (end - start)
+
+
+def select_actions(
+    q_network: nn.Module, obs: np.ndarray, epsilon: float, n_actions: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Epsilon-greedy: a uniformly random action with probability epsilon, else the argmax."""
+    device = next(q_network.parameters()).device
+    with torch.no_grad():
+        greedy = q_network(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+    explore = rng.random(len(obs)) < epsilon
+    return np.where(explore, rng.integers(n_actions, size=len(obs)), greedy)
+
+
+# --------------------------------------------------------------------------- updates
+
+
+def td_target(
+    reward: Tensor,
+    terminated: Tensor,
+    next_q_target: Tensor,
+    gamma: float,
+    next_q_online: Tensor | None = None,
+) -> Tensor:
+    """r + gamma * (1 - terminated) * Q_target(s', a*), a* = argmax of Q_target (DQN) or Q_online (Double DQN)."""
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        best = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
+        next_value = next_q_target.gather(1, best).squeeze(1)
+    return reward + gamma * (1.0 - terminated) * next_value  # (B,)
+
+
+def td_update(
+    q_network: nn.Module,
+    target_network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    gamma: float,
+    double_dqn: bool,
+    max_grad_norm: float,
+) -> dict[str, Tensor]:
+    """One gradient step on the Huber loss between Q(s, a) and the TD target."""
+    with torch.no_grad():
+        next_q_target = target_network(batch.next_obs)
+        next_q_online = q_network(batch.next_obs) if double_dqn else None
+        target = td_target(batch.reward, batch.terminated, next_q_target, gamma, next_q_online)
+    q_taken = q_network(batch.obs).gather(1, batch.action.unsqueeze(1)).squeeze(1)  # (B,)
+    loss = F.smooth_l1_loss(q_taken, target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(q_network.parameters(), max_grad_norm)
+    optimizer.step()
+    return {"train/loss": loss.detach(), "train/q_mean": q_taken.detach().mean(), "train/grad_norm": grad_norm}
+
+
+@torch.no_grad()
+def soft_update_target(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
+    """theta_target <- tau * theta + (1 - tau) * theta_target; tau = 1 copies."""
+    for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+        target_param.lerp_(param, tau)
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+class FitResult(NamedTuple):
+    steps: int  # environment steps taken
+    episodes: int
+    updates: int
+    best_val_return: float | None  # mean return of the policy kept, if validation ran
+    best_step: int | None  # step at which the kept policy was validated
+    solved_step: int | None  # first step at which validation reached the threshold
+
+
+def fit(
+    cfg,  # rlgen.config.DQNConfig: typed loosely so that models/ stays free of the app layer
+    envs,  # gymnasium.vector.VectorEnv with AutoresetMode.SAME_STEP
+    q_network: nn.Module,
+    device: torch.device,
+    on_metrics: MetricsCallback,
+    validate: Callable[[nn.Module], float] | None = None,
+    solve_threshold: float | None = None,
+) -> FitResult:
+    """Train `q_network` in place; on return it holds the best validated weights (or the last)."""
+    n_envs = envs.num_envs
+    n_actions = int(envs.single_action_space.n)
+    target_network = copy.deepcopy(q_network)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    memory = ReplayMemory(cfg.buffer_size, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    obs, _ = envs.reset(seed=[cfg.seed + i for i in range(n_envs)])
+    episode_return = np.zeros(n_envs)
+    episode_length = np.zeros(n_envs, dtype=np.int64)
+    episodes = updates = 0
+    best: tuple[float, int, dict[str, Tensor]] | None = None
+    solved_step = None
+    stats: dict[str, Tensor] = {}
+
+    step = 0
+    while step < cfg.total_steps:
+        epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
+        actions = select_actions(q_network, obs, epsilon, n_actions, rng)
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        step += n_envs
+
+        # collect: with same-step autoreset, next_obs of a finished env is already the first
+        # observation of its next episode; the true last observation is in infos["final_obs"].
+        done = terminated | truncated
+        for i in range(n_envs):
+            final = infos["final_obs"][i] if done[i] else next_obs[i]
+            memory.push(Transition(obs[i], int(actions[i]), float(rewards[i]), final, bool(terminated[i])))
+        episode_return += rewards
+        episode_length += 1
+        for i in np.flatnonzero(done):
+            episodes += 1
+            on_metrics(step, {
+                "rl/episodic_return": float(episode_return[i]),
+                "rl/episode_length": float(episode_length[i]),
+                "rl/epsilon": epsilon,
+            })
+            episode_return[i], episode_length[i] = 0.0, 0
+        obs = next_obs
+
+        # td_update rounds, and the target network every `target_update_every` gradient steps
+        if step >= cfg.learning_starts and step % cfg.train_every < n_envs:
+            for _ in range(cfg.gradient_steps):
+                batch = memory.sample(cfg.batch_size, device)
+                stats = td_update(
+                    q_network, target_network, optimizer, batch, cfg.gamma, cfg.double_dqn, cfg.max_grad_norm
+                )
+                updates += 1
+        if step % cfg.target_update_every < n_envs:
+            soft_update_target(target_network, q_network, cfg.tau)
+        if stats and step % cfg.log_every < n_envs:
+            on_metrics(step, {k: float(v) for k, v in stats.items()} | {"rl/epsilon": epsilon})
+
+        # validate, keep the best weights, stop once solved
+        if validate is not None and cfg.eval_every and step % cfg.eval_every < n_envs and step >= cfg.learning_starts:
+            mean_return = validate(q_network)
+            on_metrics(step, {"val/mean_return": mean_return})
+            if best is None or mean_return >= best[0]:
+                best = (mean_return, step, copy.deepcopy(q_network.state_dict()))
+            if solve_threshold is not None and mean_return >= solve_threshold:
+                solved_step = solved_step or step
+                if cfg.stop_when_solved:
+                    log.info("validation mean return %.1f >= %.1f at step %d: stopping", mean_return, solve_threshold, step)
+                    break
+
+    if best is not None:
+        q_network.load_state_dict(best[2])
+    return FitResult(
+        steps=step,
+        episodes=episodes,
+        updates=updates,
+        best_val_return=None if best is None else best[0],
+        best_step=None if best is None else best[1],
+        solved_step=solved_step,
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def greedy_returns(act: Callable[[np.ndarray], np.ndarray], envs, seeds: list[int]) -> np.ndarray:
+    """Undiscounted return of one episode per seed, played by `act` in waves of `envs.num_envs`.
+
+    `envs` must autoreset on the same step; an env that finished its episode keeps stepping until
+    the wave ends, but its rewards no longer count.
+    """
+    returns: list[float] = []
+    n = envs.num_envs
+    for start in range(0, len(seeds), n):
+        wave = seeds[start : start + n]
+        wave_seeds = wave + [wave[-1]] * (n - len(wave))  # pad: extra envs play but are not counted
+        obs, _ = envs.reset(seed=wave_seeds)
+        total = np.zeros(n)
+        running = np.zeros(n, dtype=bool)
+        running[: len(wave)] = True
+        while running.any():
+            obs, rewards, terminated, truncated, _ = envs.step(act(obs))
+            total += np.where(running, rewards, 0.0)
+            running &= ~(terminated | truncated)
+        returns.extend(total[: len(wave)].tolist())
+    return np.asarray(returns)
+
+
+def torch_actor(policy: nn.Module, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap a module mapping observations to actions (eager or TorchScript) for `greedy_returns`."""
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return policy(torch.as_tensor(obs, device=device)).cpu().numpy()
+
+    return act

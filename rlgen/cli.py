@@ -1,0 +1,148 @@
+"""The `rlgen` command line: parse, build the config, call the flow. Nothing else happens here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
+from rlgen.config import ConfigError, config_from_overrides, describe_fields
+from rlgen.registry import MODELS
+
+app = typer.Typer(
+    help="Train RL and generative models as Prefect flows, tracked in MLflow.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Run a model's flow: prepare, train, evaluate, export, register.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config key: --set key=value (repeatable).", metavar="KEY=VALUE"),
+]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-paragraph error and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _keys_help(name: str) -> str:
+    lines = [f"{key} = {default}\n    {desc}" for key, default, desc in describe_fields(MODELS[name].config)]
+    return "Config keys, set with --set KEY=VALUE (KEY = default, then meaning):\n\n\b\n" + "\n".join(lines)
+
+
+def _make_run_command(name: str) -> None:
+    spec = MODELS[name]
+
+    def command(overrides: SetOption = None) -> None:
+        try:
+            config = config_from_overrides(spec.config, overrides or [])
+        except ConfigError as err:
+            fail(str(err))
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        flow = spec.load_flow()
+        try:
+            result = flow(config)
+        except ConfigError as err:
+            fail(str(err))
+        except KeyboardInterrupt:
+            err_console.print("interrupted: the MLflow run is marked KILLED")
+            raise typer.Exit(130)
+        except Exception as err:  # the flow and its MLflow runs are already marked failed
+            fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
+        console.print(result._asdict() if hasattr(result, "_asdict") else result)
+
+    command.__doc__ = f"{spec.summary}\n\n{_keys_help(name)}"
+    run_app.command(name)(command)
+
+
+for _name in MODELS:
+    _make_run_command(_name)
+
+
+@app.command()
+def play(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered NAME, NAME@ALIAS, NAME/VERSION, a run id, or a .pt path.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Greedy episodes to play.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the first episode; episode i uses seed + i.")] = 0,
+) -> None:
+    """Play the exported TorchScript policy of a DQN model and report its returns."""
+    from tasks.play import play_policy
+
+    try:
+        result = play_policy(model, episodes, seed)
+    except (LookupError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    returns = result.returns
+    console.print(
+        f"{result.model} on {result.env_id}: {len(returns)} episodes, mean return {returns.mean():.1f} "
+        f"+- {returns.std():.1f} (min {returns.min():.0f}, max {returns.max():.0f})"
+    )
+
+
+@app.command()
+def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list.")] = 20) -> None:
+    """List recent MLflow runs with their status and key metrics."""
+    from tasks import tracking
+
+    table = Table(title=f"Recent runs in {tracking.tracking_uri()}")
+    for column in ("started", "name", "status", "run id", "key metrics"):
+        table.add_column(column)
+    for run in tracking.recent_runs(limit):
+        keys = [k for k in ("eval/mean_return", "eval/solved", "train/steps", "train/seconds") if k in run["metrics"]]
+        metrics = ", ".join(f"{k.split('/')[-1]} {run['metrics'][k]:.4g}" for k in keys)
+        started = datetime.fromtimestamp(run["start_time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        name = ("  └ " if run["parent"] else "") + (run["name"] or "")
+        table.add_row(started, name, run["status"], run["run_id"], metrics)
+    console.print(table)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind; the default keeps it on this machine.")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI over the project's store and print its URL."""
+    from rlgen.settings import mlruns_dir
+    from tasks import tracking
+
+    mlflow_bin = shutil.which("mlflow", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if mlflow_bin is None:
+        fail("the mlflow command is not installed in this environment; run `make test` or `pip install mlflow`")
+    tracking.client()  # creates the embedded store's folder
+    command = [
+        mlflow_bin, "server",
+        "--backend-store-uri", tracking.tracking_uri(),
+        "--default-artifact-root", (mlruns_dir() / "artifacts").as_uri(),
+        "--host", host, "--port", str(port),
+    ]
+    console.print(f"MLflow UI: http://{host}:{port}  (store: {tracking.tracking_uri()}; Ctrl-C stops it)")
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,23 @@
+"""Typed, validated run configurations: one pydantic model per model family.
+
+The same object is the Prefect flow parameter, the target of the CLI's `--set key=value`,
+the MLflow params of the run, and a key in every checkpoint.
+"""
+
+from rlgen.config.base import (
+    ConfigError,
+    RunConfig,
+    config_from_overrides,
+    describe_fields,
+    validate_config,
+)
+from rlgen.config.dqn import DQNConfig
+
+__all__ = [
+    "ConfigError",
+    "DQNConfig",
+    "RunConfig",
+    "config_from_overrides",
+    "describe_fields",
+    "validate_config",
+]

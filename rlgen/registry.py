@@ -1,0 +1,42 @@
+"""The model families rlgen knows: the CLI, the deployments and the tests all enumerate MODELS."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from rlgen.config import DQNConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config: type[BaseModel]
+    flow: str  # "module:function", imported only when the flow runs (prefect is slow to import)
+    summary: str
+
+    def load_flow(self) -> Callable:
+        """Import and return the Prefect flow object."""
+        module, _, attr = self.flow.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "dqn": ModelSpec(
+        name="dqn",
+        config=DQNConfig,
+        flow="flows.dqn:dqn_flow",
+        summary="DQN agent on a Gymnasium environment (CartPole-v1 by default).",
+    ),
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The spec of model `name`; an unknown name lists the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise KeyError(f"Unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None

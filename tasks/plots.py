@@ -1,0 +1,61 @@
+"""Figures logged as PNG artifacts (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+Series = list[tuple[int, float]]
+
+
+def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str) -> Path:
+    """One panel per entry of `panels`, each plotting named (step, value) series against step."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True, squeeze=False)
+    for ax, (ylabel, series) in zip(axes[:, 0], panels.items()):
+        for label, points in series.items():
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, label=label, linewidth=1)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if any(series.values()):
+            ax.legend(loc="best", fontsize=8)
+    axes[-1, 0].set_xlabel("environment step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def moving_average(points: Series, window: int) -> Series:
+    """The trailing mean of the last `window` values at each point."""
+    if not points:
+        return []
+    steps, values = zip(*points)
+    cumsum = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
+    out = []
+    for i in range(len(values)):
+        lo = max(0, i + 1 - window)
+        out.append((steps[i], float((cumsum[i + 1] - cumsum[lo]) / (i + 1 - lo))))
+    return out
+
+
+def histogram(values: np.ndarray, path: Path, title: str, xlabel: str) -> Path:
+    """A histogram of `values` with its mean marked."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="#4c72b0")
+    ax.axvline(float(np.mean(values)), color="k", linestyle="--", label=f"mean {np.mean(values):.1f}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("episodes")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

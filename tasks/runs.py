@@ -1,0 +1,35 @@
+"""The MLflow runs of a flow: one parent per flow run, one child per trained model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+from prefect.runtime import flow_run
+
+from rlgen.config import RunConfig
+from tasks import tracking
+
+
+def run_name(cfg: RunConfig, subject: str) -> str:
+    """Names that sort by time: `dqn-CartPole-v1-s1-20261122T120000`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{subject}-s{cfg.seed}-{stamp}"
+
+
+def prefect_tags() -> dict[str, str]:
+    """The Prefect flow run this MLflow run belongs to (empty outside a flow run)."""
+    if flow_run.id is None:
+        return {}
+    return {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name), "prefect.flow_name": str(flow_run.flow_name)}
+
+
+@contextmanager
+def tracked_run(cfg: RunConfig, subject: str, parent_id: str | None = None, role: str = "flow") -> Iterator[str]:
+    """Open an MLflow run for `cfg` with its params, config.json and Prefect tags; yield its id."""
+    tags = {"rlgen.family": getattr(cfg, "family", ""), "rlgen.role": role, **prefect_tags()}
+    name = run_name(cfg, subject if role == "flow" else f"{subject}-{role}")
+    with tracking.run(cfg.experiment, name, tags=tags, parent_id=parent_id) as run_id:
+        tracking.log_config(run_id, cfg)
+        yield run_id

@@ -1,0 +1,279 @@
+"""Every MLflow call rlgen makes lives here.
+
+Runs are addressed by explicit run ids through `MlflowClient`, never through MLflow's fluent
+"active run": that is per thread, and Prefect runs tasks in a thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel
+
+from rlgen.settings import mlruns_dir
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+MAX_PARAM_LENGTH = 6000
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else the embedded SQLite store under mlruns/."""
+    if uri := os.environ.get("MLFLOW_TRACKING_URI"):
+        return uri
+    return f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def is_embedded() -> bool:
+    """Whether runs go to the project's own SQLite store rather than a server."""
+    return "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def client() -> MlflowClient:
+    """A client on the configured store (the embedded store's folder is created on first use)."""
+    if is_embedded():
+        mlruns_dir().mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment `name`, created if missing (artifacts under mlruns/ when embedded)."""
+    mlflow = client()
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (mlruns_dir() / "artifacts").as_uri() if is_embedded() else None
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by a concurrent run
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@contextmanager
+def run(experiment: str, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None) -> Iterator[str]:
+    """Open a run (a child of `parent_id` if given), yield its id, and always close it.
+
+    The run ends FINISHED on success, KILLED on Ctrl-C or SIGTERM, FAILED on any other error.
+    """
+    all_tags = dict(tags or {})
+    if parent_id:
+        all_tags[PARENT_TAG] = parent_id
+    mlflow = client()
+    run_id = mlflow.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        yield run_id
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except (KeyboardInterrupt, SystemExit):
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    finally:
+        mlflow.set_terminated(run_id, status=status)
+
+
+def set_tags(run_id: str, tags: dict[str, Any]) -> None:
+    """Tag a run."""
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_config(run_id: str, config: BaseModel) -> None:
+    """The validated config: every field as a param, and the whole as config.json."""
+    flat = _flatten(config.model_dump(mode="json"))
+    params = [Param(k, _param_value(v)) for k, v in flat.items()]
+    mlflow = client()
+    for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+        mlflow.log_batch(run_id, params=params[start : start + 100])
+    log_dict(run_id, config.model_dump(mode="json"), "config.json")
+
+
+def log_params(run_id: str, params: dict[str, Any]) -> None:
+    """Extra params, such as data provenance."""
+    client().log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in _flatten(params).items()])
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    """One batch of metrics at one step."""
+    now = int(time.time() * 1000)
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def log_dict(run_id: str, data: dict, artifact_file: str) -> None:
+    """A JSON artifact."""
+    client().log_dict(run_id, data, artifact_file)
+
+
+def log_text(run_id: str, text: str, artifact_file: str) -> None:
+    """A text artifact (Markdown, HTML, plain text)."""
+    client().log_text(run_id, text, artifact_file)
+
+
+def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> str:
+    """Upload a local file; returns its artifact URI."""
+    client().log_artifact(run_id, str(path), artifact_path)
+    return artifact_uri(run_id, f"{artifact_path}/{path.name}" if artifact_path else path.name)
+
+
+def artifact_uri(run_id: str, artifact_path: str) -> str:
+    """The URI of an artifact of a run."""
+    return f"{client().get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+
+
+def download(run_id: str, artifact_path: str, dst: Path) -> Path:
+    """Download an artifact (file or folder) of a run into `dst`."""
+    dst.mkdir(parents=True, exist_ok=True)
+    return Path(client().download_artifacts(run_id, artifact_path, str(dst)))
+
+
+class MetricLogger:
+    """An `on_metrics(step, metrics)` callback that batches metrics into few MLflow writes.
+
+    Training calls it as often as it likes; rows go out every `flush_every` seconds and on close.
+    """
+
+    def __init__(self, run_id: str, flush_every: float = 2.0) -> None:
+        self.run_id = run_id
+        self.flush_every = flush_every
+        self._pending: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._client = client()
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        with self._lock:
+            self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is pending (MLflow takes at most 1000 metrics per batch)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._last_flush = time.monotonic()
+        for start in range(0, len(pending), 1000):
+            self._client.log_batch(self.run_id, metrics=pending[start : start + 1000])
+
+
+def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) pairs of a metric, in step order."""
+    return sorted((m.step, m.value) for m in client().get_metric_history(run_id, key))
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class ModelVersion(NamedTuple):
+    name: str
+    version: str
+    run_id: str
+    source: str
+
+
+def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
+    """Register an artifact folder of a run as a new version of model `name`."""
+    mlflow = client()
+    try:
+        mlflow.create_registered_model(name, description="Trained and exported by rlgen.")
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = artifact_uri(run_id, artifact_path)
+    version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
+    return ModelVersion(name, str(version.version), run_id, source)
+
+
+def resolve_model(reference: str) -> tuple[str, str]:
+    """(run_id, artifact_path) of a model given as NAME, NAME@ALIAS, NAME/VERSION or a run id.
+
+    A bare NAME means its `champion` alias if set, else its latest version.
+    """
+    mlflow = client()
+    name, _, alias = reference.partition("@")
+    name, _, number = name.partition("/")
+    try:
+        if alias:
+            version = mlflow.get_model_version_by_alias(name, alias)
+        elif number:
+            version = mlflow.get_model_version(name, number)
+        else:
+            model = mlflow.get_registered_model(name)
+            if "champion" in (model.aliases or {}):
+                version = mlflow.get_model_version(name, model.aliases["champion"])
+            else:
+                versions = mlflow.search_model_versions(f"name='{name}'")
+                version = max(versions, key=lambda v: int(v.version))
+        run_id = version.run_id
+        artifact_path = version.source.split("/artifacts/", 1)[-1]
+        return run_id, artifact_path
+    except (MlflowException, ValueError):
+        pass
+    try:
+        mlflow.get_run(reference)
+    except MlflowException:
+        known = ", ".join(sorted(m.name for m in mlflow.search_registered_models())) or "none yet"
+        raise LookupError(
+            f"No registered model or run called {reference!r} in {tracking_uri()}; "
+            f"registered models: {known}. Pass NAME, NAME@ALIAS, NAME/VERSION or a run id."
+        ) from None
+    return reference, "policy"
+
+
+def recent_runs(limit: int = 20) -> list[dict[str, Any]]:
+    """The newest top-level runs of every experiment, with their status and final metrics."""
+    mlflow = client()
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    if not experiments:
+        return []
+    runs = mlflow.search_runs(
+        experiments, filter_string="", max_results=limit, order_by=["attributes.start_time DESC"]
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "name": r.info.run_name,
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "parent": r.data.tags.get(PARENT_TAG),
+            "metrics": dict(r.data.metrics),
+        }
+        for r in runs
+    ]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:MAX_PARAM_LENGTH]
+
+
+def temp_dir() -> tempfile.TemporaryDirectory:
+    """A scratch folder for files on their way into the store."""
+    return tempfile.TemporaryDirectory(prefix="rlgen-")
