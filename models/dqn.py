@@ -152,6 +152,21 @@ def select_actions(
     return np.where(explore, rng.integers(n_actions, size=len(obs)), greedy)
 
 
+def collect(envs, obs: np.ndarray, actions: np.ndarray, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step every env once and store the transitions; returns (next_obs, rewards, done).
+
+    With same-step autoreset, next_obs of a finished env is already the first observation of its
+    next episode; the true last observation is in infos["final_obs"]. Only `terminated` stops
+    bootstrapping: an episode cut by a time limit (`truncated`) still had a future.
+    """
+    next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+    done = terminated | truncated
+    for i in range(len(obs)):
+        last = infos["final_obs"][i] if done[i] else next_obs[i]
+        memory.push(Transition(obs[i], int(actions[i]), float(rewards[i]), last, bool(terminated[i])))
+    return next_obs, rewards, done
+
+
 # --------------------------------------------------------------------------- updates
 
 
@@ -242,15 +257,8 @@ def fit(
     while step < cfg.total_steps:
         epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
         actions = select_actions(q_network, obs, epsilon, n_actions, rng)
-        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        next_obs, rewards, done = collect(envs, obs, actions, memory)
         step += n_envs
-
-        # collect: with same-step autoreset, next_obs of a finished env is already the first
-        # observation of its next episode; the true last observation is in infos["final_obs"].
-        done = terminated | truncated
-        for i in range(n_envs):
-            final = infos["final_obs"][i] if done[i] else next_obs[i]
-            memory.push(Transition(obs[i], int(actions[i]), float(rewards[i]), final, bool(terminated[i])))
         episode_return += rewards
         episode_length += 1
         for i in np.flatnonzero(done):

@@ -218,9 +218,8 @@ def resolve_model(reference: str) -> tuple[str, str]:
             else:
                 versions = mlflow.search_model_versions(f"name='{name}'")
                 version = max(versions, key=lambda v: int(v.version))
-        run_id = version.run_id
-        artifact_path = version.source.split("/artifacts/", 1)[-1]
-        return run_id, artifact_path
+        run_root = mlflow.get_run(version.run_id).info.artifact_uri.rstrip("/") + "/"
+        return version.run_id, version.source.removeprefix(run_root)
     except (MlflowException, ValueError):
         pass
     try:

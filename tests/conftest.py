@@ -1,0 +1,46 @@
+"""Shared fixtures: a temporary MLflow store per test, one Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders pixel observations headless
+import rlgen.settings  # noqa: E402,F401  (environment defaults before prefect loads)
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty rlgen home in tmp_path: the embedded MLflow store goes to tmp_path/mlruns."""
+    monkeypatch.setenv("RLGEN_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "mlruns"
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A throwaway Prefect API (temporary database) shared by every flow test; yields its URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def rlgen_cli(prefect_server: str, store: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real `rlgen` console script in a subprocess against the test server and store."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent), "COLUMNS": "200"}
+    executable = Path(sys.executable).with_name("rlgen")
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        done = subprocess.run([str(executable), *args], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == expect, f"rlgen {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+    return run

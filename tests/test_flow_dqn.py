@@ -1,0 +1,108 @@
+"""`rlgen run dqn` end to end on a tiny budget, read back through MLflow's own client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from rlgen.cli import app
+
+TINY = [
+    "total_steps=600", "learning_starts=200", "train_every=50", "gradient_steps=5", "hidden=32",
+    "eval_every=300", "val_episodes=3", "eval_episodes=5", "log_every=100", "target_update_every=100",
+]
+
+
+def run_cli(*args: str) -> "CliRunner.Result":
+    """The CLI in this process, for the commands that run no flow."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, f"{result.output}\n{result.stderr}\n{result.exception!r}"
+    return result
+
+
+def sets(pairs: list[str]) -> list[str]:
+    return [arg for pair in pairs for arg in ("--set", pair)]
+
+
+@pytest.fixture
+def mlflow_client(store: Path) -> MlflowClient:
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: Path, mlflow_client: MlflowClient) -> None:
+    rlgen_cli("run", "dqn", *sets(TINY))
+
+    experiment = mlflow_client.get_experiment_by_name("rlgen")
+    assert Path(experiment.artifact_location.removeprefix("file://")).is_relative_to(store)
+    runs = mlflow_client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.data.tags["prefect.flow_name"] == "dqn" and parent.data.tags["prefect.flow_run_id"]
+    assert child.data.tags["prefect.flow_run_id"] == parent.data.tags["prefect.flow_run_id"]
+    assert any(k.startswith("prefect.task_run.dqn-train") for k in child.data.tags)
+
+    # params: the full validated config, on both runs
+    for run in (parent, child):
+        assert run.data.params["total_steps"] == "600" and run.data.params["env_id"] == "CartPole-v1"
+        assert run.data.params["double_dqn"] == "false"
+
+    # metrics with their steps
+    returns = mlflow_client.get_metric_history(child.info.run_id, "rl/episodic_return")
+    assert len(returns) >= 5 and all(1 <= m.value <= 500 for m in returns)
+    steps = [m.step for m in returns]
+    assert steps == sorted(steps) and 0 < steps[0] and steps[-1] <= 600
+    assert mlflow_client.get_metric_history(child.info.run_id, "train/loss")
+    assert 0 < child.data.metrics["eval/mean_return"] <= 500
+    assert child.data.metrics["eval/episodes"] == 5
+    assert child.data.metrics["export/max_abs_diff"] <= 1e-5
+    assert child.data.metrics["export/actions_match"] == 1.0
+    assert parent.data.metrics["eval/mean_return"] == child.data.metrics["eval/mean_return"]
+
+    # artifacts
+    def listing(run_id: str, path: str | None = None) -> set[str]:
+        return {f.path for f in mlflow_client.list_artifacts(run_id, path)}
+
+    assert "config.json" in listing(parent.info.run_id)
+    child_id = child.info.run_id
+    assert {"checkpoints/dqn.pt"} == listing(child_id, "checkpoints")
+    assert {"plots/learning_curve.png"} == listing(child_id, "plots")
+    assert {"policy/policy.pt"} == listing(child_id, "policy")
+    assert {"evaluation/report.json", "evaluation/eval_returns.png"} == listing(child_id, "evaluation")
+
+    # the registered model version points at the exported policy
+    (version,) = mlflow_client.search_model_versions("name='dqn-CartPole-v1'")
+    assert version.run_id == child_id and version.source.endswith("/policy")
+
+    # rlgen play loads the TorchScript file by registered name, by run id and by path
+    out = run_cli("play", "--model", "dqn-CartPole-v1", "--episodes", "3").output
+    assert "dqn-CartPole-v1 on CartPole-v1: 3 episodes, mean return" in out
+    assert "3 episodes" in run_cli("play", "--model", child_id, "--episodes", "3").output
+    listing_out = run_cli("runs").output
+    assert parent.info.run_id in listing_out and "FINISHED" in listing_out
+
+
+def test_pixel_mode_trains_on_rendered_frames(rlgen_cli, store: Path, mlflow_client: MlflowClient) -> None:
+    pixels = [p for p in TINY if not p.startswith(("total_steps", "eval_every"))]
+    rlgen_cli("run", "dqn", *sets([*pixels, "obs_mode=pixels", "total_steps=300", "eval_every=0"]))
+    (version,) = mlflow_client.search_model_versions("name='dqn-CartPole-v1-pixels'")
+    run = mlflow_client.get_run(version.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["export/actions_match"] == 1.0
+    assert "3 episodes" in run_cli("play", "--model", "dqn-CartPole-v1-pixels", "--episodes", "3").output
+
+
+def test_unknown_environment_fails_before_any_run(rlgen_cli, store: Path) -> None:
+    done = rlgen_cli("run", "dqn", "--set", "env_id=Pendulum-v1", expect=2)
+    assert "DQN needs discrete actions" in done.stderr
+    assert not (store / "mlflow.db").exists()
+
+
+def test_play_with_an_unknown_model_is_a_clear_error(store: Path) -> None:
+    result = CliRunner().invoke(app, ["play", "--model", "no-such-model"])
+    assert result.exit_code == 2
+    assert "No registered model or run called 'no-such-model'" in result.stderr
