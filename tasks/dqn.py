@@ -22,7 +22,7 @@ from models.common import device_available, resolve_device, seed_everything
 from rlgen.config import ConfigError, DQNConfig
 from tasks import tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
-from tasks.envs import EnvSpec, describe_env, env_settings, make_vector_env
+from tasks.envs import EVAL_WAVE, EnvSpec, describe_env, env_settings, episode_seeds, make_vector_env
 from tasks.export import check_parity, script_module
 from tasks.plots import histogram, learning_curve, moving_average
 from tasks.progress import MetricRecorder, fan_out, progress_bar
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/dqn.pt"
 POLICY_DIR = "policy"
 POLICY_FILE = "policy.pt"
-EVAL_WAVE = 50  # environments stepped together during evaluation
 
 
 class TrainOutput(NamedTuple):
@@ -51,12 +50,6 @@ class EvalReport(NamedTuple):
     max_return: float
     episodes: int
     solved: bool
-
-
-def episode_seeds(cfg: DQNConfig, purpose: str, n: int) -> list[int]:
-    """Environment seeds that never overlap between training, validation and evaluation."""
-    offset = {"train": 0, "validation": 1, "evaluation": 2}[purpose] * 10**8
-    return [offset + cfg.seed * 10**4 + i for i in range(n)]
 
 
 def check_device(cfg: DQNConfig) -> torch.device:

@@ -13,6 +13,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from rlgen.config import ConfigError, DQNConfig
 
+EVAL_WAVE = 50  # environments stepped together during evaluation
+
 
 class EnvSpec(NamedTuple):
     env_id: str
@@ -35,6 +37,12 @@ class PixelObservation(gym.ObservationWrapper):
         grey = frame.mean(dim=2)[None, None]  # (1, 1, H0, W0)
         small = F.interpolate(grey, size=self.size, mode="area")[0, 0]
         return small.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def episode_seeds(cfg: DQNConfig, purpose: str, n: int) -> list[int]:
+    """Environment seeds that never overlap between training, validation and evaluation."""
+    offset = {"train": 0, "validation": 1, "evaluation": 2}[purpose] * 10**8
+    return [offset + cfg.seed * 10**4 + i for i in range(n)]
 
 
 def make_env(env_id: str, obs_mode: str = "state", frame_stack: int = 2, height: int = 40, width: int = 60) -> gym.Env:

@@ -9,8 +9,7 @@ import torch
 from models import dqn
 from models.common import seed_everything
 from rlgen.config import DQNConfig
-from tasks.dqn import episode_seeds
-from tasks.envs import make_vector_env
+from tasks.envs import episode_seeds, make_vector_env
 
 
 def train(cfg: DQNConfig) -> tuple[torch.nn.Module, list[float], dqn.FitResult]:
