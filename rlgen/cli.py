@@ -43,7 +43,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+_signals_received: list[int] = []
+
+
 def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so runs are closed as KILLED; exit status 128 + signal."""
+    _signals_received.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -67,8 +72,8 @@ def _make_run_command(name: str) -> None:
         except ConfigError as err:
             fail(str(err))
         except KeyboardInterrupt:
-            err_console.print("interrupted: the MLflow run is marked KILLED")
-            raise typer.Exit(130)
+            err_console.print("interrupted: the MLflow runs are marked KILLED")
+            raise typer.Exit(128 + (_signals_received[0] if _signals_received else signal.SIGINT))
         except Exception as err:  # the flow and its MLflow runs are already marked failed
             fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
         console.print(result._asdict() if hasattr(result, "_asdict") else result)

@@ -20,7 +20,7 @@ def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str)
         for label, points in series.items():
             if points:
                 steps, values = zip(*points)
-                ax.plot(steps, values, label=label, linewidth=1)
+                ax.plot(steps, values, label=label, linewidth=1, marker="o" if len(points) <= 40 else None, markersize=3)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if any(series.values()):

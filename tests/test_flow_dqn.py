@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,31 @@ def test_play_with_an_unknown_model_is_a_clear_error(store: Path) -> None:
     result = CliRunner().invoke(app, ["play", "--model", "no-such-model"])
     assert result.exit_code == 2
     assert "No registered model or run called 'no-such-model'" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_is_recorded_as_killed(prefect_server: str, store: Path, mlflow_client: MlflowClient, signum: int) -> None:
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent)}
+    rlgen = Path(os.sys.executable).with_name("rlgen")
+    args = sets([*TINY[1:], "total_steps=10000000", "eval_every=0"])
+    process = subprocess.Popen([str(rlgen), "run", "dqn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not _training_has_logged(mlflow_client, store):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(1)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, stderr
+    runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("rlgen").experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
+
+
+def _training_has_logged(client: MlflowClient, store: Path) -> bool:
+    if not (store / "mlflow.db").exists() or client.get_experiment_by_name("rlgen") is None:
+        return False
+    runs = client.search_runs([client.get_experiment_by_name("rlgen").experiment_id])
+    return any("rl/episodic_return" in r.data.metrics for r in runs)

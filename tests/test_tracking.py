@@ -1,0 +1,68 @@
+"""The tracking module: runs always end in a terminal state, metrics batch, configs round-trip."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rlgen.config import DQNConfig
+from tasks import tracking
+
+
+def client(store: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+
+
+def test_embedded_store_lives_under_rlgen_home(store: Path) -> None:
+    assert tracking.tracking_uri() == f"sqlite:///{store / 'mlflow.db'}"
+    experiment_id = tracking.experiment_id("exp")
+    location = client(store).get_experiment(experiment_id).artifact_location
+    assert location == (store / "artifacts").as_uri()
+
+
+def test_server_uri_from_the_environment_wins(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5999" and not tracking.is_embedded()
+
+
+@pytest.mark.parametrize(("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+def test_runs_always_end_in_a_terminal_state(store: Path, error: type[BaseException] | None, status: str) -> None:
+    with pytest.raises(error) if error else nullcontext():
+        with tracking.run("exp", "r", tags={"a": "b"}) as run_id:
+            if error:
+                raise error()
+    run = client(store).get_run(run_id)
+    assert run.info.status == status and run.data.tags["a"] == "b"
+
+
+def test_child_runs_point_at_their_parent(store: Path) -> None:
+    with tracking.run("exp", "parent") as parent_id, tracking.run("exp", "child", parent_id=parent_id) as child_id:
+        pass
+    assert client(store).get_run(child_id).data.tags["mlflow.parentRunId"] == parent_id
+
+
+def test_config_is_logged_as_params_and_json(store: Path, tmp_path: Path) -> None:
+    cfg = DQNConfig(seed=4, lr=0.01)
+    with tracking.run("exp", "r") as run_id:
+        tracking.log_config(run_id, cfg)
+    params = client(store).get_run(run_id).data.params
+    assert params["seed"] == "4" and params["lr"] == "0.01" and params["solve_threshold"] == "null"
+    assert set(params) == set(DQNConfig.model_fields)
+    path = tracking.download(run_id, "config.json", tmp_path / "dl")
+    assert DQNConfig.model_validate(json.loads(path.read_text())) == cfg
+
+
+def test_metric_logger_batches_and_keeps_every_step(store: Path) -> None:
+    with tracking.run("exp", "r") as run_id:
+        logger = tracking.MetricLogger(run_id, flush_every=3600)
+        for step in range(2500):
+            logger(step, {"train/loss": 1.0 / (step + 1), "rl/epsilon": 0.5})
+        assert tracking.metric_history(run_id, "train/loss") == []  # nothing sent before the flush
+        logger.flush()
+    history = tracking.metric_history(run_id, "train/loss")
+    assert [s for s, _ in history] == list(range(2500))
+    assert history[9] == (9, pytest.approx(0.1))
