@@ -69,22 +69,25 @@ def experiment_id(name: str) -> str:
 def run(experiment: str, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None) -> Iterator[str]:
     """Open a run (a child of `parent_id` if given), yield its id, and always close it.
 
-    The run ends FINISHED on success, KILLED on Ctrl-C or SIGTERM, FAILED on any other error.
+    The run ends FINISHED on success, FAILED on an error (an Exception), and KILLED on an
+    interruption: any other BaseException (Ctrl-C, SystemExit, Prefect's TerminationSignal).
     """
     all_tags = dict(tags or {})
     if parent_id:
         all_tags[PARENT_TAG] = parent_id
     mlflow = client()
     run_id = mlflow.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
-    status = RunStatus.to_string(RunStatus.FAILED)
+    status = RunStatus.FAILED
     try:
         yield run_id
-        status = RunStatus.to_string(RunStatus.FINISHED)
-    except (KeyboardInterrupt, SystemExit):
-        status = RunStatus.to_string(RunStatus.KILLED)
+        status = RunStatus.FINISHED
+    except Exception:
+        raise
+    except BaseException:  # Ctrl-C, SystemExit, Prefect's TerminationSignal on SIGTERM: an interruption
+        status = RunStatus.KILLED
         raise
     finally:
-        mlflow.set_terminated(run_id, status=status)
+        mlflow.set_terminated(run_id, status=RunStatus.to_string(status))
 
 
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
