@@ -213,7 +213,7 @@ def importance_weighted_nll(
         logits = model.decode(z.reshape(c * b, d), labels)  # (c * B, 1, 28, 28)
         log_lik = -bernoulli_nll(logits, x.flatten(1).repeat(c, 1)).view(c, b)  # (c, B)
         log_weights.append(log_lik + log_prior - log_q)
-    log_px = torch.logsumexp(torch.cat(log_weights, dim=0), dim=0) - math.log(k)  # (B,)
+    log_px = torch.logsumexp(torch.cat(log_weights, dim=0), dim=0)  # (B,)
     return -log_px
 
 

@@ -57,14 +57,18 @@ class Parity(NamedTuple):
     outputs_equal: bool  # for integer outputs (actions, tokens): exactly equal
 
 
-def check_parity(path: Path, inputs: torch.Tensor, expected: dict[str, torch.Tensor]) -> dict[str, Parity]:
-    """Run each method named in `expected` on `inputs` in one fresh python process and compare.
+def check_parity(
+    path: Path, inputs: torch.Tensor | tuple[torch.Tensor, ...], expected: dict[str, torch.Tensor]
+) -> dict[str, Parity]:
+    """Run each method named in `expected` on `inputs` (one tensor or a tuple of arguments) in one
+    fresh python process and compare.
 
     The fresh process proves the file stands alone: it has only torch and the saved module.
     """
     with tempfile.TemporaryDirectory(prefix="rlgen-parity-") as tmp:
         inputs_file, expected_file = Path(tmp) / "inputs.pt", Path(tmp) / "expected.pt"
-        torch.save(inputs.cpu(), inputs_file)
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        torch.save([a.cpu() for a in args], inputs_file)
         torch.save({k: v.cpu() for k, v in expected.items()}, expected_file)
         done = subprocess.run(
             [sys.executable, "-m", "tasks.export", str(path), str(inputs_file), str(expected_file)],
@@ -80,11 +84,11 @@ def check_parity(path: Path, inputs: torch.Tensor, expected: dict[str, torch.Ten
 
 def _compare(path: str, inputs_file: str, expected_file: str) -> dict[str, dict]:
     module, _ = load_scripted(Path(path))
-    inputs = torch.load(inputs_file, weights_only=True)
+    args = torch.load(inputs_file, weights_only=True)
     results = {}
     for method, expected in torch.load(expected_file, weights_only=True).items():
         with torch.no_grad():
-            got = getattr(module, method)(inputs)
+            got = getattr(module, method)(*args)
         if got.shape != expected.shape:
             results[method] = Parity(float("inf"), False)._asdict()
             continue

@@ -44,7 +44,7 @@ class DatasetSpec(NamedTuple):
 
 DATASETS = {
     "mnist": DatasetSpec("MNIST", "MNIST", 10, (28, 28)),
-    "fashion_mnist": DatasetSpec("FashionMNIST", "Fashion-MNIST", 10, (28, 28)),
+    "fashion-mnist": DatasetSpec("FashionMNIST", "Fashion-MNIST", 10, (28, 28)),
 }
 
 
@@ -74,7 +74,7 @@ def dataset_spec(dataset: str) -> DatasetSpec:
 
 
 def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
-    """An IDX file (raw or gzip) as a native-endian array; kind "images"/"labels" (default: from the name) fixes the magic."""
+    """An IDX file (raw or gzip) as a native-endian array; kind "images"/"labels" (else from the name) sets the magic."""
     if kind not in (None, *IDX_MAGIC):
         raise ValueError(f"kind={kind!r} is not an IDX kind; use 'images', 'labels' or None")
     path = Path(path)
@@ -161,8 +161,8 @@ def download_dataset(dataset: str, root: Path) -> Path:
     try:
         getattr(torchvision.datasets, spec.folder)(str(root), train=False, download=True)
     except (RuntimeError, OSError) as err:
-        raise DataError(f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {err}. Check the "
-                        "network, or pass --set data_dir=<folder with the IDX files> to work offline") from None
+        raise DataError(f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {str(err).strip()}. "
+                        "Check the network, or pass --set data_dir=<folder with the IDX files> to work offline") from None
     return root / spec.folder / "raw"
 
 

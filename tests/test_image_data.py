@@ -125,7 +125,7 @@ def test_find_idx_files_accepts_flat_and_torchvision_layouts(tmp_path: Path) -> 
                      "test_labels": tmp_path / "flat" / "t10k-labels-idx1-ubyte"}
 
     make_idx_dir(tmp_path / "root" / "FashionMNIST" / "raw", n_test=20, n_train=30)
-    found = find_idx_files(tmp_path / "root", "fashion_mnist")
+    found = find_idx_files(tmp_path / "root", "fashion-mnist")
     assert sorted(found) == ["test_images", "test_labels", "train_images", "train_labels"]
     assert found["train_images"] == tmp_path / "root" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz"
 
@@ -134,7 +134,7 @@ def test_find_idx_files_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"No MNIST IDX files found in .*empty.*t10k-images-idx3-ubyte\[\.gz\].*"
                                         r"--set data_dir=.*leave data_dir unset so rlgen downloads"):
         find_idx_files(tmp_path / "empty", "mnist")
-    with pytest.raises(ValueError, match="Unknown dataset 'cifar'; known: fashion_mnist, mnist"):
+    with pytest.raises(ValueError, match="Unknown dataset 'cifar'; known: fashion-mnist, mnist"):
         find_idx_files(tmp_path, "cifar")
     make_idx_dir(tmp_path / "nolabels", n_test=20)
     (tmp_path / "nolabels" / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -188,8 +188,8 @@ def test_prepare_writes_the_cache_once_and_reuses_it(tmp_path: Path) -> None:
                                                    "sizes": {"train": 70, "val": 10, "test": 20}}
     assert sorted(prov["files"]) == ["test_images", "test_labels"]
     images_file = tmp_path / "idx" / "t10k-images-idx3-ubyte.gz"
-    assert prov["files"]["test_images"] == {"path": str(images_file.resolve()), "items": 100,
-                                            "sha256": hashlib.sha256(gzip.decompress(images_file.read_bytes())).hexdigest()}
+    content_sha256 = hashlib.sha256(gzip.decompress(images_file.read_bytes())).hexdigest()
+    assert prov["files"]["test_images"] == {"path": str(images_file.resolve()), "items": 100, "sha256": content_sha256}
     assert prov["content_hash"] == first.content_hash == cache_key(
         "mnist", {r: f["sha256"] for r, f in prov["files"].items()}, 5, 0.1, 0.2)
 
@@ -210,13 +210,13 @@ def test_prepare_writes_the_cache_once_and_reuses_it(tmp_path: Path) -> None:
 
 def test_prepare_keeps_the_published_split_when_train_images_exist(tmp_path: Path) -> None:
     source = make_idx_dir(tmp_path / "idx", n_test=20, n_train=50, gz=False)
-    prepared = prepare("fashion_mnist", tmp_path / "idx", tmp_path / "cache", 0, val_fraction=0.1, test_fraction=0.5)
+    prepared = prepare("fashion-mnist", tmp_path / "idx", tmp_path / "cache", 0, val_fraction=0.1, test_fraction=0.5)
     assert prepared.sizes == {"train": 45, "val": 5, "test": 20}
     assert prepared.provenance["split"]["rule"] == "published"
     assert prepared.provenance["split"]["test_fraction"] is None  # unused, and not part of the cache key
     data = load_prepared(prepared.path, "cpu")
     torch.testing.assert_close(data["test_images"][:, 0], torch.from_numpy(source["test_images"]), rtol=0, atol=0)
-    again = prepare("fashion_mnist", tmp_path / "idx", tmp_path / "cache", 0, val_fraction=0.1, test_fraction=0.2)
+    again = prepare("fashion-mnist", tmp_path / "idx", tmp_path / "cache", 0, val_fraction=0.1, test_fraction=0.2)
     assert again.reused
 
 

@@ -12,10 +12,14 @@ from rlgen.config.base import (
     validate_config,
 )
 from rlgen.config.dqn import DQNConfig
+from rlgen.config.image import GANConfig, ImageConfig, VAEConfig
 
 __all__ = [
     "ConfigError",
     "DQNConfig",
+    "GANConfig",
+    "ImageConfig",
+    "VAEConfig",
     "RunConfig",
     "config_from_overrides",
     "describe_fields",

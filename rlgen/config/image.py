@@ -1,0 +1,76 @@
+"""Configurations of the image flows: shared data keys, then one class per family."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from rlgen.config.base import RunConfig
+
+
+class ImageConfig(RunConfig):
+    """Data, budget and evaluation keys that every image flow shares."""
+
+    dataset: Literal["mnist", "fashion-mnist"] = Field("mnist", description="mnist or fashion-mnist.")
+    data_dir: str | None = Field(
+        None, description="A folder of IDX files (.gz or raw) to read offline; default: download (torchvision)."
+    )
+    split_seed: int = Field(0, ge=0, description="Seed of the train/validation/test split.")
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share held out for validation.")
+    test_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share held out for testing when the official train images are absent."
+    )
+    epochs: int = Field(10, gt=0, description="Passes over the training images.")
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many batches (tests, quick runs).")
+    batch_size: int = Field(128, gt=0, description="Images per training batch.")
+    fid_samples: int = Field(10_000, gt=0, description="Generated images for FID-LeNet and the class histogram.")
+    lenet_epochs: int = Field(8, gt=0, description="Epochs of the LeNet evaluator (trained once per dataset).")
+
+    @model_validator(mode="after")
+    def _split_leaves_training_data(self) -> ImageConfig:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:.2f} leaves almost "
+                "nothing to train on; keep their sum below 0.9"
+            )
+        return self
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes class labels."""
+        return self.variant in {"cvae", "cgan"}  # type: ignore[attr-defined]
+
+    @property
+    def registered_name(self) -> str:
+        """The MLflow registered-model name: variant and dataset, e.g. `conv-vae-mnist`."""
+        return f"{self.variant}-{self.dataset}"  # type: ignore[attr-defined]
+
+
+class VAEConfig(ImageConfig):
+    """Variational autoencoders (Kingma & Welling 2014): MLP, convolutional, or conditional."""
+
+    family: ClassVar[str] = "vae"
+
+    variant: Literal["vae", "conv-vae", "cvae"] = Field("vae", description="vae (MLP 784-400-20), conv-vae or cvae.")
+    latent_dim: int = Field(20, gt=0, description="Size of the latent code z.")
+    hidden: int = Field(400, gt=0, description="Hidden width of the MLP encoder and decoder.")
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
+    iw_samples: int = Field(100, gt=0, description="Importance samples per image for the NLL estimate (k).")
+    iw_images: int = Field(1_000, gt=0, description="Test images in the importance-weighted NLL estimate.")
+
+
+class GANConfig(ImageConfig):
+    """DCGAN (Radford et al. 2016) and its class-conditional variant."""
+
+    family: ClassVar[str] = "gan"
+
+    variant: Literal["dcgan", "cgan"] = Field("dcgan", description="dcgan or cgan (class-conditional).")
+    latent_dim: int = Field(64, gt=0, description="Size of the noise vector z.")
+    lr: float = Field(2e-4, gt=0.0, description="Adam learning rate of both networks.")
+    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 (0.5 as in DCGAN).")
+    g_steps: int = Field(1, ge=1, le=10, description="Generator steps per discriminator step.")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="One-sided label smoothing: real targets are 1 - this."
+    )
+    grid_size: int = Field(64, gt=0, le=256, description="Images in the fixed-noise grid logged every epoch.")
