@@ -115,6 +115,7 @@ class GeneratorExport(nn.Module):
         self.conditional: bool = generator.conditional
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        """Images (B, 1, 28, 28) in [0, 1] for noise z (B, latent_dim) and labels y (B,)."""
         return to_unit(self.generator(z, y))  # (B, 1, 28, 28) in [0, 1]
 
 

@@ -33,6 +33,7 @@ class LeNet(nn.Module):
         return self.fc(self.conv(x.view(-1, 1, 28, 28)))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits (B, n_classes) for images x (B, 1, 28, 28) in [0, 1]."""
         return self.head(self.features(x))  # (B, n_classes) logits
 
 

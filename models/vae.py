@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 28 * 28
 
 
@@ -139,6 +138,7 @@ class VAEDecoder(nn.Module):
         self.conditional: bool = bool(model.conditional)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        """Pixel probabilities (B, 1, 28, 28) for codes z (B, latent_dim) and labels y (B,)."""
         return torch.sigmoid(self.model.decode(z, y))  # (B, 1, 28, 28) in [0, 1]
 
 
@@ -213,7 +213,7 @@ def importance_weighted_nll(
         logits = model.decode(z.reshape(c * b, d), labels)  # (c * B, 1, 28, 28)
         log_lik = -bernoulli_nll(logits, x.flatten(1).repeat(c, 1)).view(c, b)  # (c, B)
         log_weights.append(log_lik + log_prior - log_q)
-    log_px = torch.logsumexp(torch.cat(log_weights, dim=0), dim=0)  # (B,)
+    log_px = torch.logsumexp(torch.cat(log_weights, dim=0), dim=0) - math.log(k)  # (B,)
     return -log_px
 
 
