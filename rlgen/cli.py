@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -67,16 +68,21 @@ def _make_run_command(name: str) -> None:
             fail(str(err))
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         flow = spec.load_flow()
+        from tasks.image_data import DataError
+
         try:
             result = flow(config)
-        except ConfigError as err:
+        except (ConfigError, DataError) as err:
             fail(str(err))
         except KeyboardInterrupt:
             err_console.print("interrupted: the MLflow runs are marked KILLED")
             raise typer.Exit(128 + (_signals_received[0] if _signals_received else signal.SIGINT))
         except Exception as err:  # the flow and its MLflow runs are already marked failed
             fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
-        console.print(result._asdict() if hasattr(result, "_asdict") else result)
+        summary = result._asdict() if hasattr(result, "_asdict") else result
+        console.print(summary)
+        if path := os.environ.get("RLGEN_RESULT_JSON"):  # for scripts and benchmarks
+            Path(path).write_text(json.dumps(summary, default=str))
 
     command.__doc__ = f"{spec.summary}\n\n{_keys_help(name)}"
     run_app.command(name)(command)
@@ -106,6 +112,27 @@ def play(
     )
 
 
+KEY_METRICS = ("eval/mean_return", "eval/solved", "eval/fid_lenet", "eval/iw_nll", "eval/cond_accuracy", "train/steps", "train/seconds")
+
+
+@app.command()
+def sample(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered NAME, NAME@ALIAS, NAME/VERSION, a run id, or a .pt path.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write the grid to.")] = Path("samples.png"),
+    n: Annotated[int, typer.Option("--n", min=1, max=1024, help="How many images.")] = 64,
+    label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models); default: cycle through the classes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the latent noise.")] = 0,
+) -> None:
+    """Write a grid of samples from an exported image model (VAE decoder or GAN generator)."""
+    from tasks.play import sample_images
+
+    try:
+        path = sample_images(model, n, label, seed, output)
+    except (LookupError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    console.print(f"wrote {n} samples of {model} to {path}")
+
+
 @app.command()
 def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list.")] = 20) -> None:
     """List recent MLflow runs with their status and key metrics."""
@@ -115,7 +142,7 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
     for column in ("started", "name", "status", "run id", "key metrics"):
         table.add_column(column)
     for run in tracking.recent_runs(limit):
-        keys = [k for k in ("eval/mean_return", "eval/solved", "train/steps", "train/seconds") if k in run["metrics"]]
+        keys = [k for k in KEY_METRICS if k in run["metrics"]]
         metrics = ", ".join(f"{k.split('/')[-1]} {run['metrics'][k]:.4g}" for k in keys)
         started = datetime.fromtimestamp(run["start_time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
         name = ("  └ " if run["parent"] else "") + (run["name"] or "")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from rlgen.config import DQNConfig
+from rlgen.config import DQNConfig, GANConfig, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,18 @@ MODELS: dict[str, ModelSpec] = {
         config=DQNConfig,
         flow="flows.dqn:dqn_flow",
         summary="DQN agent on a Gymnasium environment (CartPole-v1 by default).",
+    ),
+    "vae": ModelSpec(
+        name="vae",
+        config=VAEConfig,
+        flow="flows.vae:vae_flow",
+        summary="Variational autoencoder (MLP, convolutional or conditional) on MNIST-like images.",
+    ),
+    "gan": ModelSpec(
+        name="gan",
+        config=GANConfig,
+        flow="flows.gan:gan_flow",
+        summary="DCGAN or conditional GAN on MNIST-like images.",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""Play an exported policy: only the TorchScript file and its embedded metadata are needed."""
+"""Use exported models: play a policy, sample images. Only the TorchScript file and its embedded metadata are needed."""
 
 from __future__ import annotations
 
@@ -22,25 +22,26 @@ class PlayResult(NamedTuple):
     returns: np.ndarray
 
 
-def fetch_policy(reference: str, dst: Path) -> Path:
-    """The local TorchScript file of a model given as a path, a registered name or a run id."""
+def fetch_exported(reference: str, dst: Path, folder: str, filename: str) -> Path:
+    """The local TorchScript file of a model given as a .pt path, a registered name or a run id."""
     path = Path(reference)
     if path.suffix == ".pt":
         if not path.is_file():
-            raise FileNotFoundError(f"no policy file at {path}")
+            raise FileNotFoundError(f"no TorchScript file at {path}")
         return path
     run_id, artifact_path = tracking.resolve_model(reference)
-    folder = tracking.download(run_id, artifact_path, dst)
-    candidate = folder / POLICY_FILE if folder.is_dir() else folder
+    artifact_path = artifact_path or folder
+    local = tracking.download(run_id, artifact_path, dst)
+    candidate = local / filename if local.is_dir() else local
     if not candidate.is_file():
-        raise FileNotFoundError(f"{reference!r} (run {run_id}) has no {artifact_path}/{POLICY_FILE}; was it exported?")
+        raise FileNotFoundError(f"{reference!r} (run {run_id}) has no {artifact_path}/{filename}; was it exported?")
     return candidate
 
 
 def play_policy(reference: str, episodes: int, seed: int = 0) -> PlayResult:
     """Greedy returns of `episodes` episodes, seeded seed, seed + 1, ..."""
     with tracking.temp_dir() as tmp:
-        policy, metadata = load_scripted(fetch_policy(reference, Path(tmp)))
+        policy, metadata = load_scripted(fetch_exported(reference, Path(tmp), "policy", POLICY_FILE))
     if metadata.get("family") != "dqn":
         raise ValueError(f"{reference!r} is not an exported DQN policy (family: {metadata.get('family')!r})")
     envs = make_vector_env(metadata["env"], min(episodes, 50))
@@ -49,3 +50,26 @@ def play_policy(reference: str, episodes: int, seed: int = 0) -> PlayResult:
     finally:
         envs.close()
     return PlayResult(reference, metadata["env"]["env_id"], returns)
+
+
+def sample_images(reference: str, n: int, label: int | None, seed: int, output: Path) -> Path:
+    """Write a grid of `n` samples of an exported image model (of class `label` if conditional)."""
+    from torchvision.utils import save_image
+
+    with tracking.temp_dir() as tmp:
+        module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
+    if "latent_dim" not in metadata:
+        raise ValueError(f"{reference!r} is not an exported image model (family: {metadata.get('family')!r})")
+    classes = int(metadata["n_classes"])
+    if label is not None and not metadata["conditional"]:
+        raise ValueError(f"{reference!r} ({metadata['variant']}) is unconditional; drop --label")
+    if label is not None and not 0 <= label < classes:
+        raise ValueError(f"--label {label} is out of range; {reference!r} knows classes 0..{classes - 1}")
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, int(metadata["latent_dim"]), generator=generator)
+    y = torch.full((n,), label, dtype=torch.long) if label is not None else torch.arange(n) % classes
+    with torch.no_grad():
+        images = module(z, y)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, output, nrow=int(n**0.5) if int(n**0.5) ** 2 == n else 10, padding=2)
+    return output

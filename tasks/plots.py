@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 Series = list[tuple[int, float]]
 
 
-def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str) -> Path:
+def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str, xlabel: str = "environment step") -> Path:
     """One panel per entry of `panels`, each plotting named (step, value) series against step."""
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True, squeeze=False)
     for ax, (ylabel, series) in zip(axes[:, 0], panels.items()):
@@ -25,7 +25,7 @@ def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str)
         ax.grid(alpha=0.3)
         if any(series.values()):
             ax.legend(loc="best", fontsize=8)
-    axes[-1, 0].set_xlabel("environment step")
+    axes[-1, 0].set_xlabel(xlabel)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -55,6 +55,25 @@ def histogram(values: np.ndarray, path: Path, title: str, xlabel: str) -> Path:
     ax.set_ylabel("episodes")
     ax.set_title(title)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_plot(matrix, path: Path, title: str) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) with counts in the cells."""
+    counts = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(counts, cmap="Blues")
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > counts.max() / 2 else "black")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_xticks(range(counts.shape[1]))
+    ax.set_yticks(range(counts.shape[0]))
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

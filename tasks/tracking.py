@@ -201,10 +201,21 @@ def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, s
     return ModelVersion(name, str(version.version), run_id, source)
 
 
-def resolve_model(reference: str) -> tuple[str, str]:
+def model_versions(name: str) -> list:
+    """Every version of registered model `name` (none if it does not exist)."""
+    return list(client().search_model_versions(f"name='{name}'"))
+
+
+def get_run(run_id: str):
+    """A run, with its data (params, metrics, tags)."""
+    return client().get_run(run_id)
+
+
+def resolve_model(reference: str) -> tuple[str, str | None]:
     """(run_id, artifact_path) of a model given as NAME, NAME@ALIAS, NAME/VERSION or a run id.
 
-    A bare NAME means its `champion` alias if set, else its latest version.
+    A bare NAME means its `champion` alias if set, else its latest version. For a run id the
+    artifact path is None: the caller knows which folder its family exports to.
     """
     mlflow = client()
     name, _, alias = reference.partition("@")
@@ -233,7 +244,7 @@ def resolve_model(reference: str) -> tuple[str, str]:
             f"No registered model or run called {reference!r} in {tracking_uri()}; "
             f"registered models: {known}. Pass NAME, NAME@ALIAS, NAME/VERSION or a run id."
         ) from None
-    return reference, "policy"
+    return reference, None
 
 
 def recent_runs(limit: int = 20) -> list[dict[str, Any]]:
