@@ -21,11 +21,11 @@ class ImageConfig(RunConfig):
     test_fraction: float = Field(
         0.1, gt=0.0, lt=0.5, description="Share held out for testing when the official train images are absent."
     )
-    epochs: int = Field(10, gt=0, description="Passes over the training images.")
+    epochs: int = Field(20, gt=0, description="Passes over the training images.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many batches (tests, quick runs).")
     batch_size: int = Field(128, gt=0, description="Images per training batch.")
     fid_samples: int = Field(10_000, gt=0, description="Generated images for FID-LeNet and the class histogram.")
-    lenet_epochs: int = Field(8, gt=0, description="Epochs of the LeNet evaluator (trained once per dataset).")
+    lenet_epochs: int = Field(20, gt=0, description="Epochs of the LeNet evaluator (trained once per dataset).")
 
     @model_validator(mode="after")
     def _split_leaves_training_data(self) -> ImageConfig:
@@ -52,8 +52,18 @@ class VAEConfig(ImageConfig):
 
     family: ClassVar[str] = "vae"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _variant_defaults(cls, data: object) -> object:
+        """cvae's latent_dim defaults to 2 unless set: a small code makes the decoder rely on the
+        label (conditional accuracy 98% at 2 against 43% at 20 after the quick budget; README)."""
+        if isinstance(data, dict) and data.get("variant") == "cvae":
+            return {"latent_dim": 2, **data}
+        return data
+
     variant: Literal["vae", "conv-vae", "cvae"] = Field("vae", description="vae (MLP 784-400-20), conv-vae or cvae.")
-    latent_dim: int = Field(20, gt=0, description="Size of the latent code z.")
+    epochs: int = Field(50, gt=0, description="Passes over the training images.")
+    latent_dim: int = Field(20, gt=0, description="Size of the latent code z; cvae defaults to 2 (see README).")
     hidden: int = Field(400, gt=0, description="Hidden width of the MLP encoder and decoder.")
     lr: float = Field(1e-3, gt=0.0, description="Adam learning rate.")
     iw_samples: int = Field(100, gt=0, description="Importance samples per image for the NLL estimate (k).")
@@ -66,6 +76,7 @@ class GANConfig(ImageConfig):
     family: ClassVar[str] = "gan"
 
     variant: Literal["dcgan", "cgan"] = Field("dcgan", description="dcgan or cgan (class-conditional).")
+    epochs: int = Field(25, gt=0, description="Passes over the training images.")
     latent_dim: int = Field(64, gt=0, description="Size of the noise vector z.")
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate of both networks.")
     beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 (0.5 as in DCGAN).")
