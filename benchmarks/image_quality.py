@@ -29,7 +29,7 @@ RUNS = {  # name: (family, overrides)
     "dcgan": ("gan", ["variant=dcgan"]),
     "cgan": ("gan", ["variant=cgan"]),
 }
-COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/neg_elbo", "eval/iw_nll", "eval/cond_accuracy", "eval/class_entropy", "eval/confident_fraction"]
+COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/fid_lenet_train_test", "eval/neg_elbo", "eval/iw_nll", "eval/cond_accuracy", "eval/class_entropy", "eval/confident_fraction"]
 
 
 def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tuple[dict[str, float], float]:

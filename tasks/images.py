@@ -173,6 +173,11 @@ def evaluate_samples(
     metrics = {
         "eval/fid_lenet": fid.fid_from_features(fake_features, real_features),
         "eval/fid_lenet_floor": fid.fid_from_features(real_features[:half], real_features[half:]),
+        # the same sizes as the model's comparison (up to fid_samples real training images against the
+        # test set): the floor above is inflated by comparing two small halves
+        "eval/fid_lenet_train_test": fid.fid_from_features(
+            fid.extract_features(classifier, data["train_images"][: cfg.fid_samples].float() / 255.0), real_features
+        ),
         "eval/class_entropy": fid.entropy(histogram),
         "eval/confident_fraction": float((probs.max(dim=1).values > 0.9).float().mean()),
         "eval/evaluator_accuracy": evaluator.test_accuracy,

@@ -76,7 +76,8 @@ class GANConfig(ImageConfig):
     family: ClassVar[str] = "gan"
 
     variant: Literal["dcgan", "cgan"] = Field("dcgan", description="dcgan or cgan (class-conditional).")
-    epochs: int = Field(25, gt=0, description="Passes over the training images.")
+    epochs: int = Field(22, gt=0, description="Passes over the training images.")
+    batch_size: int = Field(64, gt=0, description="Images per training batch (twice the updates of 128 per epoch).")
     latent_dim: int = Field(64, gt=0, description="Size of the noise vector z.")
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate of both networks.")
     beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 (0.5 as in DCGAN).")
