@@ -18,14 +18,15 @@ from prefect import task
 from prefect.runtime import task_run
 
 from models import dqn
-from models.common import device_available, resolve_device, seed_everything
-from rlgen.config import ConfigError, DQNConfig
+from models.common import seed_everything
+from rlgen.config import DQNConfig
 from tasks import tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
 from tasks.envs import EVAL_WAVE, EnvSpec, describe_env, env_settings, episode_seeds, make_vector_env
 from tasks.export import check_parity, script_module
 from tasks.plots import histogram, learning_curve, moving_average
 from tasks.progress import MetricRecorder, fan_out, progress_bar
+from tasks.runs import training_device
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +53,12 @@ class EvalReport(NamedTuple):
     solved: bool
 
 
-def check_device(cfg: DQNConfig) -> torch.device:
-    """The device to train on; raises ConfigError if it is not there."""
-    device = resolve_device(cfg.device)
-    if not device_available(device):
-        raise ConfigError(f"device={cfg.device!r} is not available on this machine; use --set device=cpu or auto.")
-    return device
-
-
 # --------------------------------------------------------------------------- plain functions
 
 
 def inspect_env(cfg: DQNConfig) -> EnvSpec:
     """Validate the environment and the device before any run is opened."""
-    check_device(cfg)
+    training_device(cfg)
     return describe_env(cfg)
 
 
@@ -77,7 +70,7 @@ def train(cfg: DQNConfig, spec: EnvSpec, run_id: str) -> TrainOutput:
 
 def _train(cfg: DQNConfig, spec: EnvSpec, run_id: str, workdir: Path) -> TrainOutput:
     seed_everything(cfg.seed)
-    device = check_device(cfg)
+    device = training_device(cfg)
     q_network = dqn.build_q_network(spec.obs_shape, spec.n_actions, cfg.hidden).to(device)
     n_params = sum(p.numel() for p in q_network.parameters())
     log.info("dqn on %s (%s observations), %d parameters, device %s", cfg.env_id, cfg.obs_mode, n_params, device)
@@ -157,7 +150,7 @@ def evaluate(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput) -> EvalReport:
 
 
 def _evaluate(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput, workdir: Path) -> EvalReport:
-    device = check_device(cfg)
+    device = training_device(cfg)
     q_network = load_q_network(cfg, spec, trained, workdir, device)
     envs = make_vector_env(cfg, min(cfg.eval_episodes, EVAL_WAVE))
     seeds = episode_seeds(cfg, "evaluation", cfg.eval_episodes)

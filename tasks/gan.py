@@ -14,6 +14,7 @@ from rlgen.config import GANConfig
 from tasks import images, tracking
 from tasks.checkpoint import load_checkpoint
 from tasks.image_data import PreparedData, load_prepared
+from tasks.runs import training_device
 
 
 def build_models(cfg: GANConfig) -> tuple[gan.Generator, gan.Discriminator]:
@@ -25,7 +26,7 @@ def build_models(cfg: GANConfig) -> tuple[gan.Generator, gan.Discriminator]:
 def train(cfg: GANConfig, prepared: PreparedData, run_id: str) -> images.ImageTrainOutput:
     """Alternate discriminator and generator steps; render a fixed noise batch every epoch."""
     seed_everything(cfg.seed)
-    device = images.image_device(cfg)
+    device = training_device(cfg)
     data = load_prepared(prepared.path, device)
     generator, discriminator = (m.to(device) for m in build_models(cfg))
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -75,7 +76,7 @@ def load_generator(cfg: GANConfig, trained: images.ImageTrainOutput, device: tor
 def evaluate(cfg: GANConfig, prepared: PreparedData, trained: images.ImageTrainOutput, evaluator: images.EvaluatorRef) -> dict[str, float]:
     """FID-LeNet with its floor, class histogram, conditional accuracy; sample and interpolation grids."""
     seed_everything(cfg.seed)
-    device = images.image_device(cfg)
+    device = training_device(cfg)
     export = gan.GeneratorExport(load_generator(cfg, trained, device))
     metrics = images.evaluate_samples(cfg, prepared, evaluator, export, cfg.latent_dim, cfg.conditional, device)
     images.log_evaluation(trained.run_id, metrics, trained.steps)

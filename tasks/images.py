@@ -19,8 +19,8 @@ from torchvision.utils import save_image
 
 from models import fid, lenet
 from models.image_fit import ImageFitResult, fit_images, total_steps
-from models.common import device_available, resolve_device, seed_everything
-from rlgen.config import ConfigError, ImageConfig
+from models.common import seed_everything
+from rlgen.config import ImageConfig
 from rlgen.settings import data_dir
 from tasks import tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
@@ -28,6 +28,7 @@ from tasks.export import check_parity, script_module
 from tasks.image_data import PreparedData, data_report, dataset_spec, load_prepared, prepare
 from tasks.plots import confusion_matrix_plot, learning_curve
 from tasks.progress import MetricRecorder, fan_out, progress_bar
+from tasks.runs import training_device
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,6 @@ class EvaluatorRef(NamedTuple):
     reused: bool
 
 
-def image_device(cfg: ImageConfig) -> torch.device:
-    """The training device; raises ConfigError if it is not there."""
-    device = resolve_device(cfg.device)
-    if not device_available(device):
-        raise ConfigError(f"device={cfg.device!r} is not available on this machine; use --set device=cpu or auto.")
-    return device
-
-
 def n_classes(cfg: ImageConfig) -> int:
     """Classes of the configured dataset."""
     return dataset_spec(cfg.dataset).num_classes
@@ -61,7 +54,7 @@ def n_classes(cfg: ImageConfig) -> int:
 
 def prepare_data(cfg: ImageConfig) -> PreparedData:
     """Read (or download), verify, split and cache the dataset; validates the device first."""
-    image_device(cfg)
+    training_device(cfg)
     source = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
     return prepare(
         cfg.dataset,
@@ -109,7 +102,7 @@ def ensure_evaluator(cfg: ImageConfig, prepared: PreparedData, parent_id: str) -
 def train_evaluator(cfg: ImageConfig, prepared: PreparedData, run_id: str) -> float:
     """Train LeNet on the train split; log test accuracy, the confusion matrix and the checkpoint."""
     seed_everything(cfg.seed)
-    device = image_device(cfg)
+    device = training_device(cfg)
     data = load_prepared(prepared.path, device)
     model = lenet.LeNet(n_classes(cfg)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -6,10 +6,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+import torch
 from prefect.runtime import flow_run
 
-from rlgen.config import RunConfig
+from models.common import device_available, resolve_device
+from rlgen.config import ConfigError, RunConfig
 from tasks import tracking
+
+
+def training_device(cfg: RunConfig) -> torch.device:
+    """The device a config asks for; raises ConfigError if this machine does not have it."""
+    device = resolve_device(cfg.device)
+    if not device_available(device):
+        raise ConfigError(f"device={cfg.device!r} is not available on this machine; use --set device=cpu or auto.")
+    return device
 
 
 def run_name(cfg: RunConfig, subject: str) -> str:

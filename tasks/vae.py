@@ -14,6 +14,7 @@ from rlgen.config import VAEConfig
 from tasks import images, tracking
 from tasks.checkpoint import load_checkpoint
 from tasks.image_data import PreparedData, load_prepared
+from tasks.runs import training_device
 from tasks.plots import moving_average
 
 
@@ -43,7 +44,7 @@ def negative_elbo(model: nn.Module, x_uint8: Tensor, y: Tensor, batch: int = 100
 def train(cfg: VAEConfig, prepared: PreparedData, run_id: str) -> images.ImageTrainOutput:
     """Train the VAE on whole tensors; validation negative ELBO and a sample grid every epoch."""
     seed_everything(cfg.seed)
-    device = images.image_device(cfg)
+    device = training_device(cfg)
     data = load_prepared(prepared.path, device)
     model = build_model(cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -82,7 +83,7 @@ def load_model(cfg: VAEConfig, trained: images.ImageTrainOutput, device: torch.d
 def evaluate(cfg: VAEConfig, prepared: PreparedData, trained: images.ImageTrainOutput, evaluator: images.EvaluatorRef) -> dict[str, float]:
     """Test negative ELBO, importance-weighted NLL (k = iw_samples), FID-LeNet and friends; grids."""
     seed_everything(cfg.seed)
-    device = images.image_device(cfg)
+    device = training_device(cfg)
     model = load_model(cfg, trained, device)
     data = load_prepared(prepared.path, device)
     x, y = data["test_images"], data["test_labels"]
