@@ -47,7 +47,7 @@ def train(cfg: VAEConfig, prepared: PreparedData, run_id: str) -> images.ImageTr
     device = training_device(cfg)
     data = load_prepared(prepared.path, device)
     model = build_model(cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     decoder = vae.VAEDecoder(model)
     tracking.log_params(run_id, {"model.parameters": sum(p.numel() for p in model.parameters()), "device.resolved": str(device)})
 
