@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_play_with_an_unknown_model_is_a_clear_error(store: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_is_recorded_as_killed(prefect_server: str, store: Path, mlflow_client: MlflowClient, signum: int) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent)}
-    rlgen = Path(os.sys.executable).with_name("rlgen")
+    rlgen = Path(sys.executable).with_name("rlgen")
     args = sets([*TINY[1:], "total_steps=10000000", "eval_every=0"])
     process = subprocess.Popen([str(rlgen), "run", "dqn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
