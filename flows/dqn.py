@@ -7,7 +7,7 @@ from typing import NamedTuple
 from prefect import flow
 
 from rlgen.config import DQNConfig
-from tasks import dqn, tracking
+from tasks import dqn
 from tasks.runs import tracked_run
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.lenet import map_batches
+
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64."""
@@ -54,17 +56,9 @@ def fid_from_features(a: Tensor, b: Tensor) -> float:
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
-@torch.no_grad()
 def extract_features(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
-    """`model.features(images)` (N, F) in eval mode and batches, returned on the CPU; the model's mode is restored."""
-    if len(images) == 0:
-        raise ValueError("got 0 images; extract_features needs at least one")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.cat([model.features(images[i : i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
-    model.train(was_training)
-    return out
+    """`model.features(images)` (N, F) in eval mode and batches, returned on the CPU."""
+    return map_batches(model, lambda batch: model.features(batch).cpu(), images, batch_size)
 
 
 def class_histogram(logits: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ Input images are float in [0, 1] (the data pipeline scales pixels before they ar
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,16 +51,21 @@ def train_step(model: LeNet, optimizer: torch.optim.Optimizer, x: Tensor, y: Ten
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """Logits (N, n_classes) on the model's device, in eval mode and batches; the model's mode is restored."""
+def map_batches(model: nn.Module, fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int = 1000) -> Tensor:
+    """`fn` over `x` in batches on the model's device, in eval mode; the model's mode is restored."""
     if len(x) == 0:
-        raise ValueError("got 0 images; predict_logits needs at least one")
+        raise ValueError("got 0 images; need at least one")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = torch.cat([model(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+    out = torch.cat([fn(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out
+
+
+def predict_logits(model: nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
+    """Logits (N, n_classes) on the model's device, in eval mode and batches."""
+    return map_batches(model, model, x, batch_size)
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:

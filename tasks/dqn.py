@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from prefect import task
 from prefect.runtime import task_run
