@@ -1,8 +1,9 @@
 """Quality of every image model on the offline MNIST split (8k/1k/1k of the 10k test images), one table.
 
-Each row runs the real flow (`rlgen run vae|gan`) with its quick budget, against a throwaway
+Each row runs the real flow (`rlgen run vae|gan|descriptor|generator|coop`) with its quick budget, against a throwaway
 store, and reads the evaluation back: FID-LeNet with its real-vs-real floor, negative ELBO and
-importance-weighted NLL (VAEs), conditional accuracy (CVAE, cGAN), class entropy, wall time.
+importance-weighted NLL (VAEs), conditional accuracy (CVAE, cGAN), class entropy and confident share, reconstruction error
+(generator), FID of the descriptor-revised samples (coop), training images/s, wall time.
 
     python -m benchmarks.image_quality [--data-dir ../shared/data/mnist/raw] [--only vae cgan ...]
 """
@@ -28,8 +29,11 @@ RUNS = {  # name: (family, overrides)
     "cvae": ("vae", ["variant=cvae"]),
     "dcgan": ("gan", ["variant=dcgan"]),
     "cgan": ("gan", ["variant=cgan"]),
+    "descriptor": ("descriptor", []),
+    "generator": ("generator", []),
+    "coop": ("coop", []),
 }
-COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/fid_lenet_train_test", "eval/neg_elbo", "eval/iw_nll", "eval/cond_accuracy", "eval/class_entropy", "eval/confident_fraction"]
+COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/fid_lenet_train_test", "eval/neg_elbo", "eval/iw_nll", "eval/cond_accuracy", "eval/class_entropy", "eval/confident_fraction", "eval/recon_mse", "eval/revised_fid_lenet", "perf/images_per_sec"]
 
 
 def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tuple[dict[str, float], float]:
@@ -53,14 +57,14 @@ def main() -> None:
 
     rows = {}
     with tempfile.TemporaryDirectory(prefix="rlgen-bench-") as home:
-        header = f"{'model':<9} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS)
+        header = f"{'model':<10} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS)
         print(header)
         for name in args.only:
             family, overrides = RUNS[name]
             metrics, seconds = run_flow(family, overrides + args.extra, args.data_dir, Path(home))
             rows[name] = {"seconds": round(seconds, 1), **{c: metrics.get(c) for c in COLUMNS}}
             cells = " ".join(f"{metrics[c]:>16.4g}" if c in metrics else f"{'-':>16}" for c in COLUMNS)
-            print(f"{name:<9} {seconds / 60:>7.1f} {cells}", flush=True)
+            print(f"{name:<10} {seconds / 60:>7.1f} {cells}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "image_quality.json").write_text(json.dumps({"machine": describe_cpu(), "rows": rows}, indent=2))
 

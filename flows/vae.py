@@ -22,4 +22,4 @@ def vae_flow(config: VAEConfig = VAEConfig()) -> dict[str, float]:
             model_dir = vae.export_task(config, trained)
             version = images.register_task(config, run_id, model_dir, metrics)
         images.summarize_task(parent_id, trained, metrics, version)
-    return {**metrics, "model_version": float(version.version)}
+    return {**metrics, "perf/images_per_sec": trained.images_per_sec, "train/seconds": trained.seconds, "model_version": float(version.version)}

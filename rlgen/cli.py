@@ -123,7 +123,7 @@ def sample(
     label: Annotated[Optional[int], typer.Option(help="Class to draw (conditional models); default: cycle through the classes.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latent noise.")] = 0,
 ) -> None:
-    """Write a grid of samples from an exported image model (VAE decoder or GAN generator)."""
+    """Write a grid of samples from an exported image model (VAE decoder, GAN or Langevin-trained generator)."""
     from tasks.play import sample_images
 
     try:
@@ -131,6 +131,26 @@ def sample(
     except (LookupError, ValueError, FileNotFoundError) as err:
         fail(str(err))
     console.print(f"wrote {n} samples of {model} to {path}")
+
+
+@app.command()
+def score(
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...); converted to grey, resized to 28x28 if needed.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered NAME, NAME@ALIAS, NAME/VERSION, a run id, or a .pt path.")] = "descriptor-mnist",
+) -> None:
+    """Score images with an exported descriptor: energy -log p(x) + const per image (lower = likelier)."""
+    from tasks.play import score_images
+
+    try:
+        metadata, energies = score_images(model, images)
+    except (LookupError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    table = Table(title=f"Energy under {model} ({metadata.get('dataset')}; lower = likelier)")
+    table.add_column("image")
+    table.add_column("energy", justify="right")
+    for path, energy in zip(images, energies.tolist()):
+        table.add_row(str(path), f"{energy:.6g}")
+    console.print(table)
 
 
 @app.command()

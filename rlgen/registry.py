@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from rlgen.config import DQNConfig, GANConfig, VAEConfig
+from rlgen.config import (
+    CoopConfig,
+    DescriptorConfig,
+    DQNConfig,
+    GANConfig,
+    GeneratorConfig,
+    VAEConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,24 @@ MODELS: dict[str, ModelSpec] = {
         config=GANConfig,
         flow="flows.gan:gan_flow",
         summary="DCGAN or conditional GAN on MNIST-like images.",
+    ),
+    "descriptor": ModelSpec(
+        name="descriptor",
+        config=DescriptorConfig,
+        flow="flows.langevin:descriptor_flow",
+        summary="Energy-based descriptor net sampled by Langevin dynamics; exported as an energy (scoring) module.",
+    ),
+    "generator": ModelSpec(
+        name="generator",
+        config=GeneratorConfig,
+        flow="flows.langevin:generator_flow",
+        summary="Generator net trained by alternating back-propagation (Langevin inference of its latent vectors).",
+    ),
+    "coop": ModelSpec(
+        name="coop",
+        config=CoopConfig,
+        flow="flows.langevin:coop_flow",
+        summary="Descriptor and generator trained cooperatively (CoopNets); exports the generator.",
     ),
 }
 

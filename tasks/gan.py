@@ -96,7 +96,10 @@ def evaluate(cfg: GANConfig, prepared: PreparedData, trained: images.ImageTrainO
 def export(cfg: GANConfig, trained: images.ImageTrainOutput) -> str:
     """TorchScript of the generator (z, y) -> images, parity-checked, logged under model/."""
     generator = load_generator(cfg, trained, torch.device("cpu"))
-    return images.export_module(cfg, gan.GeneratorExport(generator), cfg.latent_dim, trained.run_id, trained.steps, {"module": "generator"})
+    return images.export_module(
+        cfg, gan.GeneratorExport(generator), images.generator_inputs(cfg, cfg.latent_dim), trained.run_id, trained.steps,
+        {"latent_dim": cfg.latent_dim, "module": "generator"},
+    )
 
 
 @task(name="gan-train")

@@ -18,14 +18,20 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from models import fid, lenet
-from models.image_fit import ImageFitResult, fit_images, total_steps
 from models.common import seed_everything
+from models.image_fit import ImageFitResult, fit_images, total_steps
 from rlgen.config import ImageConfig
 from rlgen.settings import data_dir
 from tasks import tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
 from tasks.export import check_parity, script_module
-from tasks.image_data import PreparedData, data_report, dataset_spec, load_prepared, prepare
+from tasks.image_data import (
+    PreparedData,
+    data_report,
+    dataset_spec,
+    load_prepared,
+    prepare,
+)
 from tasks.plots import confusion_matrix_plot, learning_curve
 from tasks.progress import MetricRecorder, fan_out, progress_bar
 from tasks.runs import training_device
@@ -263,27 +269,33 @@ def log_evaluation(run_id: str, metrics: dict[str, float], step: int) -> None:
 # --------------------------------------------------------------------------- export and registry
 
 
-def export_module(cfg: ImageConfig, module: torch.nn.Module, latent_dim: int, run_id: str, step: int, extra: dict) -> str:
-    """TorchScript of a (z, y) -> images module, parity-checked in a fresh process, logged under model/."""
+def generator_inputs(cfg: ImageConfig, latent_dim: int, n: int = 32) -> tuple[Tensor, Tensor]:
+    """Seeded example inputs (z, y) of a (z, y) -> images module, for the parity check."""
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
+    return z, torch.arange(n) % n_classes(cfg)
+
+
+def export_module(cfg: ImageConfig, module: torch.nn.Module, inputs: tuple[Tensor, ...], run_id: str, step: int, extra: dict) -> str:
+    """TorchScript of `module`, parity-checked on `inputs` in a fresh process, logged under model/.
+
+    The metadata embedded in the file (family, variant, dataset, classes, config, plus `extra`) is all
+    that `rlgen sample` and `rlgen score` need besides the file itself.
+    """
     module = module.eval().cpu()
     metadata = {
         "family": cfg.family,  # type: ignore[attr-defined]
         "variant": cfg.variant,  # type: ignore[attr-defined]
         "dataset": cfg.dataset,
-        "latent_dim": latent_dim,
         "conditional": cfg.conditional,
         "n_classes": n_classes(cfg),
         "config": cfg.model_dump(mode="json"),
         **extra,
     }
-    generator = torch.Generator().manual_seed(cfg.seed)
-    z = torch.randn(32, latent_dim, generator=generator)
-    y = torch.arange(32) % n_classes(cfg)
     with torch.no_grad():
-        expected = module(z, y)
+        expected = module(*inputs)
     with tracking.temp_dir() as tmp:
         path = script_module(module, Path(tmp) / EXPORT_FILE, metadata)
-        parity = check_parity(path, (z, y), {"forward": expected})["forward"]
+        parity = check_parity(path, inputs, {"forward": expected})["forward"]
         tracking.log_metrics(run_id, {"export/max_abs_diff": parity.max_abs_diff}, step=step)
         if parity.max_abs_diff > 1e-5:
             raise RuntimeError(

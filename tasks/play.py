@@ -58,6 +58,8 @@ def sample_images(reference: str, n: int, label: int | None, seed: int, output: 
 
     with tracking.temp_dir() as tmp:
         module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
+    if metadata.get("module") == "energy":
+        raise ValueError(f"{reference!r} is a descriptor's energy (a scoring module): use `rlgen score`, or sample coop-*")
     if "latent_dim" not in metadata:
         raise ValueError(f"{reference!r} is not an exported image model (family: {metadata.get('family')!r})")
     classes = int(metadata["n_classes"])
@@ -73,3 +75,32 @@ def sample_images(reference: str, n: int, label: int | None, seed: int, output: 
     output.parent.mkdir(parents=True, exist_ok=True)
     save_image(images, output, nrow=int(n**0.5) if int(n**0.5) ** 2 == n else 10, padding=2)
     return output
+
+
+def read_gray_images(paths: list[Path], size: int = 28) -> torch.Tensor:
+    """Images (N, 1, size, size) in [0, 1] from image files, converted to grey and area-resized if needed."""
+    from PIL import Image, UnidentifiedImageError
+
+    tensors = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                grey = image.convert("L")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no image file at {path}") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path} is not a readable image ({err})") from None
+        if grey.size != (size, size):
+            grey = grey.resize((size, size), Image.Resampling.BOX)
+        tensors.append(torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None])
+    return torch.stack(tensors)
+
+
+def score_images(reference: str, paths: list[Path]) -> tuple[dict, torch.Tensor]:
+    """Energies (N,) of image files under an exported descriptor (lower = likelier), and its metadata."""
+    with tracking.temp_dir() as tmp:
+        module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
+    if metadata.get("module") != "energy":
+        raise ValueError(f"{reference!r} is not an exported descriptor (module: {metadata.get('module')!r}); score needs one")
+    with torch.no_grad():
+        return metadata, module(read_gray_images(paths))

@@ -118,7 +118,10 @@ def evaluate(cfg: VAEConfig, prepared: PreparedData, trained: images.ImageTrainO
 def export(cfg: VAEConfig, trained: images.ImageTrainOutput) -> str:
     """TorchScript of the decoder (z, y) -> images, parity-checked, logged under model/."""
     model = load_model(cfg, trained, torch.device("cpu"))
-    return images.export_module(cfg, vae.VAEDecoder(model), cfg.latent_dim, trained.run_id, trained.steps, {"module": "decoder"})
+    return images.export_module(
+        cfg, vae.VAEDecoder(model), images.generator_inputs(cfg, cfg.latent_dim), trained.run_id, trained.steps,
+        {"latent_dim": cfg.latent_dim, "module": "decoder"},
+    )
 
 
 @task(name="vae-train")

@@ -13,19 +13,19 @@ import pytest
 from typer.testing import CliRunner
 
 from rlgen.cli import app
+from rlgen.registry import MODELS
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["run", "dqn"], ["play"], ["runs"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], *(["run", name] for name in MODELS), ["play"], ["sample"], ["score"], ["runs"], ["ui"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage" in result.output
 
 
-def test_run_dqn_help_lists_every_key_with_its_default() -> None:
-    from rlgen.config import DQNConfig
-
-    out = CliRunner().invoke(app, ["run", "dqn", "--help"], env={"COLUMNS": "200"}).output
-    for key, field in DQNConfig.model_fields.items():
+@pytest.mark.parametrize("name", list(MODELS))
+def test_run_help_lists_every_key_with_its_default(name: str) -> None:
+    out = CliRunner().invoke(app, ["run", name, "--help"], env={"COLUMNS": "200"}).output
+    for key, field in MODELS[name].config.model_fields.items():
         assert f"{key} = {field.default!r}" in out
 
 

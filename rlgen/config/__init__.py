@@ -12,15 +12,25 @@ from rlgen.config.base import (
     validate_config,
 )
 from rlgen.config.dqn import DQNConfig
-from rlgen.config.image import GANConfig, ImageConfig, VAEConfig
+from rlgen.config.image import (
+    CoopConfig,
+    DescriptorConfig,
+    GANConfig,
+    GeneratorConfig,
+    ImageConfig,
+    VAEConfig,
+)
 
 __all__ = [
     "ConfigError",
+    "CoopConfig",
     "DQNConfig",
+    "DescriptorConfig",
     "GANConfig",
+    "GeneratorConfig",
     "ImageConfig",
-    "VAEConfig",
     "RunConfig",
+    "VAEConfig",
     "config_from_overrides",
     "describe_fields",
     "validate_config",
