@@ -14,6 +14,7 @@ from rlgen.config import (
     DQNConfig,
     GANConfig,
     GeneratorConfig,
+    LMConfig,
     VAEConfig,
 )
 
@@ -67,6 +68,12 @@ MODELS: dict[str, ModelSpec] = {
         config=CoopConfig,
         flow="flows.langevin:coop_flow",
         summary="Descriptor and generator trained cooperatively (CoopNets); exports the generator.",
+    ),
+    "lm": ModelSpec(
+        name="lm",
+        config=LMConfig,
+        flow="flows.lm:lm_flow",
+        summary="LSTM (or GRU, tanh-RNN) language model at character level (Tiny Shakespeare) or word level (WikiText-2).",
     ),
 }
 

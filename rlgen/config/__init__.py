@@ -20,6 +20,7 @@ from rlgen.config.image import (
     ImageConfig,
     VAEConfig,
 )
+from rlgen.config.lm import LMConfig
 
 __all__ = [
     "ConfigError",
@@ -29,6 +30,7 @@ __all__ = [
     "GANConfig",
     "GeneratorConfig",
     "ImageConfig",
+    "LMConfig",
     "RunConfig",
     "VAEConfig",
     "config_from_overrides",
