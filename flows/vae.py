@@ -5,15 +5,15 @@ from __future__ import annotations
 from prefect import flow
 
 from rlgen.config import VAEConfig
-from tasks import vae, images
+from tasks import images, promotion, vae
 from tasks.runs import tracked_run
 
 
 @flow(name="vae", log_prints=True)
-def vae_flow(config: VAEConfig = VAEConfig()) -> dict[str, float]:
+def vae_flow(config: VAEConfig = VAEConfig(), parent_run_id: str | None = None) -> dict[str, float | str]:
     """Train a VAE variant on MNIST-like images, evaluate it, export it to TorchScript and register it."""
     prepared = images.prepare_data_task(config)
-    with tracked_run(config, config.registered_name) as parent_id:
+    with tracked_run(config, config.registered_name, parent_run_id) as parent_id:
         images.report_data_task(prepared, parent_id)
         evaluator = images.evaluator_task(config, prepared, parent_id)
         with tracked_run(config, config.registered_name, parent_id, role="train") as run_id:
@@ -21,5 +21,6 @@ def vae_flow(config: VAEConfig = VAEConfig()) -> dict[str, float]:
             metrics = vae.evaluate_task(config, prepared, trained, evaluator)
             model_dir = vae.export_task(config, trained)
             version = images.register_task(config, run_id, model_dir, metrics)
+            decision = promotion.promote_task(version, config.family, metrics, images.evaluation_key(config, prepared))
         images.summarize_task(parent_id, trained, metrics, version)
-    return {**metrics, "perf/images_per_sec": trained.images_per_sec, "train/seconds": trained.seconds, "model_version": float(version.version)}
+    return images.flow_result(trained, metrics, version, decision)

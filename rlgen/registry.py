@@ -17,6 +17,7 @@ from rlgen.config import (
     LMConfig,
     VAEConfig,
 )
+from rlgen.config.pipeline import PipelineConfig
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,15 @@ MODELS: dict[str, ModelSpec] = {
         summary="LSTM (or GRU, tanh-RNN) language model at character level (Tiny Shakespeare) or word level (WikiText-2).",
     ),
 }
+
+
+PIPELINE = ModelSpec(
+    name="pipeline",
+    config=PipelineConfig,
+    flow="flows.pipeline:pipeline_flow",
+    summary="The main job: every selected model's flow (concurrent branches), champion promotion, and a report.",
+)
+COMMANDS: dict[str, ModelSpec] = {"pipeline": PIPELINE, **MODELS}  # what `rlgen run` offers
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -19,7 +19,7 @@ from prefect.runtime import task_run
 from models import dqn
 from models.common import seed_everything
 from rlgen.config import DQNConfig
-from tasks import tracking
+from tasks import promotion, tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
 from tasks.envs import EVAL_WAVE, EnvSpec, describe_env, env_settings, episode_seeds, make_vector_env
 from tasks.export import check_parity, script_module
@@ -228,6 +228,11 @@ def register(cfg: DQNConfig, trained: TrainOutput, artifact_dir: str, report: Ev
         cfg.registered_name,
         tags={"family": "dqn", "eval/mean_return": f"{report.mean_return:.2f}", "solved": str(report.solved)},
     )
+
+
+def evaluation_key(cfg: DQNConfig) -> str:
+    """What the final evaluation depends on: the environment, its observation mode and the episodes."""
+    return promotion.evaluation_key(cfg.env_id, cfg.obs_mode, f"eval_episodes={cfg.eval_episodes}")
 
 
 def summarize(parent_id: str, trained: TrainOutput, report: EvalReport, version: tracking.ModelVersion) -> None:

@@ -22,7 +22,7 @@ from models.common import seed_everything
 from models.image_fit import ImageFitResult, fit_images, total_steps
 from rlgen.config import ImageConfig
 from rlgen.settings import data_dir
-from tasks import tracking
+from tasks import promotion, tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
 from tasks.export import check_parity, script_module
 from tasks.image_data import (
@@ -306,11 +306,29 @@ def export_module(cfg: ImageConfig, module: torch.nn.Module, inputs: tuple[Tenso
     return EXPORT_DIR
 
 
+def evaluation_key(cfg: ImageConfig, prepared: PreparedData) -> str:
+    """What the image evaluation depends on: the prepared data's hash, the evaluator and the sample counts."""
+    settings = [f"{k}={getattr(cfg, k)}" for k in ("fid_samples", "lenet_epochs", "iw_samples", "iw_images") if hasattr(cfg, k)]
+    return promotion.evaluation_key(cfg.dataset, prepared.content_hash[:16], *settings)
+
+
 def register(cfg: ImageConfig, run_id: str, artifact_dir: str, metrics: dict[str, float]) -> tracking.ModelVersion:
     """Register the exported module as a new version of `<variant>-<dataset>`."""
     tags = {"family": cfg.family, "variant": cfg.variant}  # type: ignore[attr-defined]
     tags.update({k: f"{v:.4g}" for k, v in metrics.items() if k in {"eval/fid_lenet", "eval/iw_nll", "eval/cond_accuracy"}})
     return tracking.register_model(run_id, artifact_dir, cfg.registered_name, tags=tags)
+
+
+def flow_result(trained: ImageTrainOutput, metrics: dict[str, float], version: tracking.ModelVersion, decision: promotion.Decision) -> dict[str, float | str]:
+    """What an image flow returns: its evaluation, speed, and the registered version with its alias."""
+    return {
+        **metrics,
+        "perf/images_per_sec": trained.images_per_sec,
+        "train/seconds": trained.seconds,
+        "run_id": trained.run_id,
+        "model": f"{version.name}/{version.version}",
+        "alias": decision.alias,
+    }
 
 
 # --------------------------------------------------------------------------- Prefect tasks

@@ -143,6 +143,23 @@ def download(run_id: str, artifact_path: str, dst: Path) -> Path:
     return Path(client().download_artifacts(run_id, artifact_path, str(dst)))
 
 
+def list_artifacts(run_id: str, folder: str | None = None) -> list[str]:
+    """Paths of the artifacts directly under `folder` of a run."""
+    return [f.path for f in client().list_artifacts(run_id, folder)]
+
+
+def ui_url() -> str:
+    """Where the runs can be seen: the tracking server, or what `rlgen ui` serves for the embedded store."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def run_link(run_id: str) -> str:
+    """A link to a run in the MLflow UI."""
+    run = client().get_run(run_id)
+    return f"{ui_url()}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
 class MetricLogger:
     """An `on_metrics(step, metrics)` callback that batches metrics into few MLflow writes.
 
@@ -199,6 +216,26 @@ def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, s
     source = artifact_uri(run_id, artifact_path)
     version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
     return ModelVersion(name, str(version.version), run_id, source)
+
+
+def alias_version(name: str, alias: str) -> Any | None:
+    """The version of `name` that holds `alias`, or None (also when the model does not exist)."""
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    """Point `alias` of registered model `name` at `version` (moving it from any other version)."""
+    client().set_registered_model_alias(name, alias, version)
+
+
+def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
+    """Set tags on one model version."""
+    mlflow = client()
+    for key, value in tags.items():
+        mlflow.set_model_version_tag(name, version, key, str(value))
 
 
 def model_versions(name: str) -> list:

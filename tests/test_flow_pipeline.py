@@ -1,0 +1,74 @@
+"""`rlgen run pipeline` end to end: concurrent branches nested under one MLflow run, promotion, the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rlgen.config import ConfigError, config_from_overrides
+from rlgen.config.pipeline import PipelineConfig
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+TINY_IMAGES = {"max_steps": 4, "epochs": 1, "batch_size": 32, "fid_samples": 200, "lenet_epochs": 1, "grid_size": 16}
+TINY = {
+    "dqn": {"total_steps": 600, "learning_starts": 200, "train_every": 100, "gradient_steps": 4, "eval_episodes": 2, "val_episodes": 2, "eval_every": 0},
+    "vae": {**TINY_IMAGES, "iw_samples": 4, "iw_images": 16},
+    "descriptor": {**TINY_IMAGES, "langevin_steps": 2},
+}
+
+
+def run_pipeline(rlgen_cli, *extra: str) -> dict:
+    args = ["--set", "models=dqn,vae,descriptor", "--set", f"data_root={SHARED}", "--set", f"overrides={json.dumps(TINY)}", *extra]
+    rlgen_cli("run", "pipeline", *args)
+    return TINY
+
+
+@pytest.mark.skipif(not (SHARED / "mnist" / "raw").is_dir(), reason=f"the offline data are not at {SHARED}")
+def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli, store: Path, tmp_path: Path) -> None:
+    run_pipeline(rlgen_cli)
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (pipeline,) = client.search_runs(experiments, filter_string="tags.`rlgen.family` = 'pipeline'")
+    assert pipeline.info.status == "FINISHED" and pipeline.data.tags["prefect.flow_name"] == "pipeline"
+    children = client.search_runs(experiments, filter_string=f"tags.`mlflow.parentRunId` = '{pipeline.info.run_id}'")
+    families = sorted(c.data.tags["rlgen.family"] for c in children if c.data.tags["rlgen.role"] == "flow")
+    assert families == ["descriptor", "dqn", "vae"]  # one child per model (its flow's run), plus the shared evaluator
+    for child in children:
+        assert child.info.status == "FINISHED" and child.data.tags.get("prefect.flow_run_id")
+
+    for name in ("dqn-CartPole-v1", "vae-mnist", "descriptor-mnist"):
+        (version,) = client.search_model_versions(f"name='{name}'")
+        assert version.aliases == ["champion"] and version.tags["rlgen.decision_reason"] == "first version"
+
+    report = Path(client.download_artifacts(pipeline.info.run_id, "report", str(tmp_path)))
+    text = (report / "report.md").read_text()
+    for name in ("dqn", "vae", "descriptor"):
+        assert f"| {name} | ok |" in text
+    assert "**champion**" in text and "## Champion changes" in text
+    assert (report / "report.html").read_text().count("data:image/png;base64,") == 3
+
+    run_pipeline(rlgen_cli)  # the same seed again: equal metrics do not beat the champion
+    for name in ("dqn-CartPole-v1", "vae-mnist", "descriptor-mnist"):
+        versions = {v.version: v for v in client.search_model_versions(f"name='{name}'")}
+        assert versions["1"].aliases == ["champion"] and versions["2"].aliases == ["challenger"]
+        assert versions["2"].tags["rlgen.champion_version"] == "1"
+
+
+def test_bad_branch_keys_fail_before_any_work() -> None:
+    with pytest.raises(ConfigError, match="pipeline model 'vae'.*unknown key 'epochz'"):
+        config_from_overrides(PipelineConfig, ["models=vae", 'overrides={"vae": {"epochz": 3}}'])
+    with pytest.raises(ConfigError, match="unknown pipeline model.*'gpt'"):
+        config_from_overrides(PipelineConfig, ["models=vae,gpt"])
+    with pytest.raises(ConfigError, match="overrides must be JSON"):
+        config_from_overrides(PipelineConfig, ["overrides={vae: 3}"])
+
+
+def test_profiles_and_data_root_reach_each_branch() -> None:
+    quick = PipelineConfig(data_root="/data", seed=7)
+    full = PipelineConfig(profile="full")
+    assert quick.branch_config("dcgan").epochs < full.branch_config("dcgan").epochs
+    assert quick.branch_config("cgan").variant == "cgan" and quick.branch_config("cgan").seed == 7
+    assert quick.branch_config("coop").data_dir == "/data/mnist/raw"
