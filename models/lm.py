@@ -247,6 +247,7 @@ class FitResult(NamedTuple):
     steps: int
     epochs: int
     tokens: int
+    train_seconds: float  # training only, validation excluded
     best_val_loss: float
     best_state: dict[str, Tensor]  # the model's state_dict at its best validation
     best_step: int
@@ -265,18 +266,20 @@ def fit(model: RNNModel, optimizer: torch.optim.Optimizer, train: Tensor, val: T
     budget = min(epochs * per_epoch, max_steps or epochs * per_epoch)
     val_streams = batchify(val, min(eval_batch_size, max(1, val.numel() // 2)))
     best, best_state, best_step, bad, step, tokens = math.inf, copy.deepcopy(model.state_dict()), 0, 0, 0, 0
-    stopped, last_eval = False, 0
+    stopped, last_eval, eval_seconds, epoch = False, 0, 0.0, 0
+    sums: dict[str, Tensor] = {}
     started = time.perf_counter()
     model.train()
 
     def validate(epoch: int) -> bool:
         """Validate, keep the best weights, anneal or stop; True means stop."""
-        nonlocal best, best_state, best_step, bad, last_eval
-        last_eval = step
+        nonlocal best, best_state, best_step, bad, last_eval, eval_seconds
+        began, last_eval = time.perf_counter(), step
         loss = evaluate(model, val_streams, bptt)
         on_metrics(step, {"val/loss": loss, "val/perplexity": math.exp(min(loss, 50.0)), "val/bits_per_token": loss / math.log(2)})
         if on_validation is not None:
             on_validation(epoch, step, loss)
+        eval_seconds += time.perf_counter() - began
         if loss < best:
             best, best_state, best_step, bad = loss, copy.deepcopy(model.state_dict()), step, 0
             return False
@@ -292,10 +295,14 @@ def fit(model: RNNModel, optimizer: torch.optim.Optimizer, train: Tensor, val: T
             stats, state = train_step(model, optimizer, x, y, state, clip)
             step += 1
             tokens += y.numel()
+            for key, value in stats.items():  # running sums on the device: .item() only when logging
+                sums[key] = sums[key] + value if key in sums else value
             if step % log_every == 0 or step == budget:
-                seconds = time.perf_counter() - started
-                on_metrics(step, {**{k: float(v) for k, v in stats.items()}, "train/lr": optimizer.param_groups[0]["lr"],
+                window = step - (step - 1) // log_every * log_every  # batches since the last log
+                seconds = time.perf_counter() - started - eval_seconds
+                on_metrics(step, {**{k: float(v) / window for k, v in sums.items()}, "train/lr": optimizer.param_groups[0]["lr"],
                                   "train/epoch": epoch, "perf/tokens_per_sec": tokens / seconds})
+                sums = {}
             if eval_every and step % eval_every == 0 and validate(epoch):
                 stopped = True
             if stopped or step >= budget:
@@ -306,7 +313,8 @@ def fit(model: RNNModel, optimizer: torch.optim.Optimizer, train: Tensor, val: T
             break
     if last_eval != step:
         validate(epoch)
-    return FitResult(step, epoch, tokens, best, best_state, best_step, optimizer.param_groups[0]["lr"], stopped)
+    train_seconds = time.perf_counter() - started - eval_seconds
+    return FitResult(step, epoch, tokens, train_seconds, best, best_state, best_step, optimizer.param_groups[0]["lr"], stopped)
 
 
 # --------------------------------------------------------------------------- sampling

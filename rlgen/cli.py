@@ -18,7 +18,7 @@ from rich.table import Table
 
 import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
 from rlgen.config import ConfigError, config_from_overrides, describe_fields
-from rlgen.registry import MODELS
+from rlgen.registry import COMMANDS
 
 app = typer.Typer(
     help="Train RL and generative models as Prefect flows, tracked in MLflow.",
@@ -54,12 +54,12 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 
 
 def _keys_help(name: str) -> str:
-    lines = [f"{key} = {default}\n    {desc}" for key, default, desc in describe_fields(MODELS[name].config)]
+    lines = [f"{key} = {default}\n    {desc}" for key, default, desc in describe_fields(COMMANDS[name].config)]
     return "Config keys, set with --set KEY=VALUE (KEY = default, then meaning):\n\n\b\n" + "\n".join(lines)
 
 
 def _make_run_command(name: str) -> None:
-    spec = MODELS[name]
+    spec = COMMANDS[name]
 
     def command(overrides: SetOption = None) -> None:
         try:
@@ -88,7 +88,7 @@ def _make_run_command(name: str) -> None:
     run_app.command(name)(command)
 
 
-for _name in MODELS:
+for _name in COMMANDS:
     _make_run_command(_name)
 
 
@@ -154,6 +154,25 @@ def score(
 
 
 @app.command()
+def generate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered NAME, NAME@ALIAS, NAME/VERSION, a run id, or a .pt path.")] = "lm-char-tinyshakespeare",
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (word level: unknown words become <unk>).")] = "ROMEO:",
+    tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, max=100_000, help="How many tokens (characters or words) to generate.")] = 300,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.8,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Sample among the k likeliest tokens only; 0 keeps all.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling; the same seed gives the same text.")] = 0,
+) -> None:
+    """Continue a prompt with an exported language model (TorchScript module and its embedded vocabulary)."""
+    from tasks.play import generate_text
+
+    try:
+        text = generate_text(model, prompt, tokens, temperature, top_k, seed)
+    except (LookupError, ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(text)
+
+
+@app.command()
 def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list.")] = 20) -> None:
     """List recent MLflow runs with their status and key metrics."""
     from tasks import tracking
@@ -168,6 +187,31 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
         name = ("  └ " if run["parent"] else "") + (run["name"] or "")
         table.add_row(started, name, run["status"], run["run_id"], metrics)
     console.print(table)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="Cron schedule of the pipeline's retraining (UTC); default: Mondays 03:00.")] = "0 3 * * 1",
+    profile: Annotated[str, typer.Option(help="Profile of the scheduled pipeline: quick or full.")] = "quick",
+    overrides: SetOption = None,
+) -> None:
+    """Serve every flow as a deployment, the pipeline on its retraining schedule, from this process (Ctrl-C stops it).
+
+    Then `prefect deployment run pipeline/pipeline` (or any `<flow>/<flow>`) starts a run here; the
+    pipeline also runs by itself on its schedule. Set PREFECT_API_URL to serve against a Prefect server.
+    """
+    from rlgen.config.pipeline import PipelineConfig
+    from tasks.deployments import serve_all
+
+    try:
+        config = config_from_overrides(PipelineConfig, [f"profile={profile}", *(overrides or [])])
+    except ConfigError as err:
+        fail(str(err))
+    console.print(f"serving {len(COMMANDS)} deployments; pipeline schedule: {cron!r} (UTC)")
+    try:
+        serve_all(config, cron)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
 
 
 @app.command()

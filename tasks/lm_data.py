@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 import urllib.request
 import zipfile
@@ -24,6 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from models import lm
 from tasks.checkpoint import save_checkpoint
 from tasks.image_data import DataError
 
@@ -138,6 +140,21 @@ class Vocabulary:
             return cls(data["tokens"], data["level"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"not an rlgen vocabulary ({err.__class__.__name__}: {err}); expected {{'level', 'tokens'}}") from None
+
+
+def generate(model: torch.nn.Module, vocab: Vocabulary, prompt: str, n: int, temperature: float, seed: int, top_k: int = 0) -> str:
+    """The prompt and n sampled tokens after it, as text; `model` is an RNNModel or its TorchScript export.
+
+    An empty prompt starts from a line break (a newline character, or <eos>), which is left out of the text.
+    """
+    ids = vocab.encode_prompt(prompt) or vocab.encode(["\n" if vocab.level == "char" else EOS])
+    device = next(iter(model.parameters())).device
+    was_training = model.training
+    model.eval()
+    out = lm.sample(model, torch.tensor(ids, device=device), n, model.initial_state(1), temperature, top_k, seed)  # (n,)
+    model.train(was_training)
+    text = vocab.decode(out.tolist())
+    return prompt + ("" if vocab.level == "char" or not prompt or text.startswith("\n") else " ") + text
 
 
 # --------------------------------------------------------------------------- files
@@ -301,7 +318,7 @@ def load_corpus(path: Path, device: torch.device | str = "cpu") -> dict[str, Ten
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise DataError(f"prepared corpus {path} does not exist; run prepare_corpus() to create it") from None
-    except Exception as err:
+    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise DataError(f"{path} is not a readable prepared corpus ({err.__class__.__name__}: {err}); delete it and prepare again") from None
     if not isinstance(payload, dict) or not all(isinstance(payload.get(r), Tensor) for r in ROLES):
         raise DataError(f"{path} lacks the train/valid/test token tensors; delete it and prepare again")

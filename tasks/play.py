@@ -1,4 +1,4 @@
-"""Use exported models: play a policy, sample images. Only the TorchScript file and its embedded metadata are needed."""
+"""Use exported models: play a policy, sample images, generate text. Only the TorchScript file and its embedded metadata are needed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from models.dqn import greedy_returns, torch_actor
 from tasks import tracking
 from tasks.envs import make_vector_env
 from tasks.export import load_scripted
+from tasks.lm_data import Vocabulary, generate
 
 POLICY_FILE = "policy.pt"
 
@@ -104,3 +105,15 @@ def score_images(reference: str, paths: list[Path]) -> tuple[dict, torch.Tensor]
         raise ValueError(f"{reference!r} is not an exported descriptor (module: {metadata.get('module')!r}); score needs one")
     with torch.no_grad():
         return metadata, module(read_gray_images(paths))
+
+
+def generate_text(reference: str, prompt: str, tokens: int, temperature: float, top_k: int, seed: int) -> str:
+    """The prompt continued by `tokens` tokens sampled from an exported language model and its embedded vocabulary."""
+    with tracking.temp_dir() as tmp:
+        module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
+    if metadata.get("family") != "lm" or "vocab" not in metadata:
+        raise ValueError(f"{reference!r} is not an exported language model (family: {metadata.get('family')!r}); "
+                         "generate needs an lm-* model, e.g. lm-char-tinyshakespeare")
+    if temperature < 0 or top_k < 0:
+        raise ValueError(f"--temperature {temperature} and --top-k {top_k} must be >= 0 (0: greedy, and no top-k cut)")
+    return generate(module, Vocabulary.from_json(metadata["vocab"]), prompt, tokens, temperature, seed, top_k)
