@@ -1,24 +1,25 @@
-"""The lm flow: corpus prep -> data report -> train -> evaluate -> export -> register, as the other flows."""
+"""The lm flow: corpus prep -> data report -> train -> evaluate -> export -> register -> promote, as the other flows."""
 
 from __future__ import annotations
 
 from prefect import flow
 
 from rlgen.config import LMConfig
-from tasks import lm
+from tasks import lm, promotion
 from tasks.runs import tracked_run
 
 
 @flow(name="lm", log_prints=True)
-def lm_flow(config: LMConfig = LMConfig()) -> dict[str, float]:  # noqa: B008 (frozen; Prefect shows the default)
+def lm_flow(config: LMConfig = LMConfig(), parent_run_id: str | None = None) -> dict[str, float | str]:  # noqa: B008 (frozen)
     """Train a character- or word-level recurrent language model, evaluate it, export it to TorchScript and register it."""
     prepared = lm.prepare_data_task(config)
-    with tracked_run(config, config.registered_name) as parent_id:
+    with tracked_run(config, config.registered_name, parent_run_id) as parent_id:
         lm.report_data_task(prepared, parent_id)
         with tracked_run(config, config.registered_name, parent_id, role="train") as run_id:
             trained = lm.train_task(config, prepared, run_id)
             metrics = lm.evaluate_task(config, prepared, trained)
             model_dir = lm.export_task(config, prepared, trained)
             version = lm.register_task(config, run_id, model_dir, metrics)
+            decision = promotion.promote_task(version, config.family, metrics, lm.evaluation_key(config, prepared))
         lm.summarize_task(parent_id, trained, metrics, version)
-    return {**metrics, "perf/tokens_per_sec": trained.tokens_per_sec, "train/seconds": trained.seconds, "model_version": float(version.version)}
+    return lm.flow_result(trained, metrics, version, decision)

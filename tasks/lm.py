@@ -16,7 +16,7 @@ from models import lm
 from models.common import seed_everything
 from rlgen.config import ConfigError, LMConfig
 from rlgen.settings import data_dir
-from tasks import tracking
+from tasks import promotion, tracking
 from tasks.checkpoint import load_checkpoint, save_checkpoint
 from tasks.export import check_parity, script_module
 from tasks.lm_data import (
@@ -150,15 +150,15 @@ def evaluate(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) ->
     model = load_model(cfg, trained, len(vocab), device)
     test_is_valid = prepared.provenance["split"]["rule"] in {"single_file", "no_test"}
     metrics: dict[str, float] = {}
-    for split, name in (("valid", "val"), ("test", "test")):
+    for split in ("valid", "test"):
         if split == "test" and test_is_valid:
-            continue  # the split rule made test the validation split: its figures would only repeat val/
+            continue  # the split rule made test the validation split: its figures would only repeat eval/valid_*
         loss = lm.evaluate(model, lm.batchify(data[split], cfg.eval_batch_size), cfg.bptt)
-        metrics |= {f"eval/{name}_loss": loss, f"eval/{name}_perplexity": math.exp(min(loss, 50.0))}
+        metrics |= {f"eval/{split}_loss": loss, f"eval/{split}_perplexity": math.exp(min(loss, 50.0))}
         if cfg.level == "char":
-            metrics[f"eval/{name}_bits_per_char"] = loss / math.log(2)
+            metrics[f"eval/{split}_bpc"] = loss / math.log(2)  # bits per character
     if test_is_valid:
-        tracking.set_tags(trained.run_id, {"rlgen.metric_notes": f"no separate test split ({prepared.provenance['split']['description']}): eval/val_* only"})
+        tracking.set_tags(trained.run_id, {"rlgen.metric_notes": f"no separate test split ({prepared.provenance['split']['description']}): eval/valid_* only"})
     for temperature in TEMPERATURES:
         texts = [generate(model, vocab, p, cfg.sample_tokens, temperature, cfg.seed) for p in prompts(cfg, vocab, data)]
         header = f"{cfg.registered_name}, temperature {temperature}, seed {cfg.seed}, {cfg.sample_tokens} tokens per prompt"
@@ -203,8 +203,19 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) -> s
 def register(cfg: LMConfig, run_id: str, artifact_dir: str, metrics: dict[str, float]) -> tracking.ModelVersion:
     """Register the exported module and its vocabulary as a new version of e.g. `lm-char-tinyshakespeare`."""
     tags = {"family": cfg.family, "level": cfg.level, "corpus": cfg.corpus, "cell": cfg.cell}
-    tags |= {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_perplexity", "_bits_per_char"))}
+    tags |= {k: f"{v:.4g}" for k, v in metrics.items() if k.endswith(("_perplexity", "_bpc"))}
     return tracking.register_model(run_id, artifact_dir, cfg.registered_name, tags=tags)
+
+
+def evaluation_key(cfg: LMConfig, prepared: PreparedCorpus) -> str:
+    """What the evaluation depends on: the level, the prepared corpus (files and split) and how it is streamed."""
+    return promotion.evaluation_key(cfg.level, cfg.corpus, prepared.content_hash[:16], f"bptt={cfg.bptt}", f"eval_batch_size={cfg.eval_batch_size}")
+
+
+def flow_result(trained: LMTrainOutput, metrics: dict[str, float], version: tracking.ModelVersion, decision: promotion.Decision) -> dict[str, float | str]:
+    """What the lm flow returns: its evaluation, speed, and the registered version with its alias."""
+    return {**metrics, "perf/tokens_per_sec": trained.tokens_per_sec, "train/seconds": trained.seconds, "run_id": trained.run_id,
+            "model": f"{version.name}/{version.version}", "alias": decision.alias}
 
 
 def summarize(parent_id: str, trained: LMTrainOutput, metrics: dict[str, float], version: tracking.ModelVersion) -> None:

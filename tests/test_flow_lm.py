@@ -30,19 +30,20 @@ def test_lm_flow_records_evaluates_exports_and_generates(rlgen_cli, store: Path,
     (version,) = client.search_model_versions(f"name='{name}'")
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["rlgen.family"] == "lm" and version.tags["level"] == level
+    assert client.get_model_version_by_alias(name, "champion").version == version.version  # the first version is champion
     metrics = run.data.metrics
     assert metrics["train/steps"] == 6 and metrics["perf/tokens_per_sec"] > 0 and metrics["train/best_step"] in (3, 6)
     assert [m.step for m in client.get_metric_history(version.run_id, "val/loss")] == [3, 6]
     assert [m.step for m in client.get_metric_history(version.run_id, "train/loss")] == [2, 4, 6]
     assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/state_max_abs_diff"] <= 1e-5
     vocab_size = 65 if level == "char" else 18_328
-    assert 1 < metrics["eval/val_perplexity"] < vocab_size * 1.5  # barely trained: near uniform, well below a broken model's
+    assert 1 < metrics["eval/valid_perplexity"] < vocab_size * 1.5  # barely trained: near uniform, well below a broken model's
 
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     params = parent.data.params
     assert params["data.vocab_size"] == str(vocab_size)
     if level == "char":
-        assert metrics["eval/val_bits_per_char"] == pytest.approx(metrics["eval/val_loss"] / 0.6931471805599453)
+        assert metrics["eval/valid_bpc"] == pytest.approx(metrics["eval/valid_loss"] / 0.6931471805599453)
         assert "eval/test_loss" not in metrics and "no separate test split" in run.data.tags["rlgen.metric_notes"]
         assert params["data.split.rule"] == "single_file" and params["data.split.sizes.train"] == "1003854"
         assert params["data.files.single.verified"] == "true"
