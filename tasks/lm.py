@@ -98,7 +98,10 @@ def train(cfg: LMConfig, prepared: PreparedCorpus, run_id: str) -> LMTrainOutput
         optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    streams = lm.batchify(data["train"], cfg.batch_size)  # (B, N / B)
+    try:
+        streams = lm.batchify(data["train"], cfg.batch_size)  # (B, N / B)
+    except ValueError as err:
+        raise ConfigError(f"batch_size={cfg.batch_size}: the training split is too short ({err})") from None
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: %s, %d parameters, vocabulary %d, %d training tokens, device %s", cfg.registered_name, cfg.model_dump(), n_params, len(vocab), prepared.sizes["train"], device)
     tracking.log_params(run_id, {"model.parameters": n_params, "device.resolved": str(device)})
