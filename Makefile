@@ -12,8 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
 	touch $@
 
+# The main job: the pipeline's quick profile over every model. Offline data beside the checkout
+# (../shared/data: MNIST, Tiny Shakespeare, WikiText-2) is used when present; otherwise rlgen downloads.
+DATA_ROOT ?= $(wildcard ../shared/data)
 run: $(VENV)/.installed
-	$(BIN)/rlgen run dqn $(ARGS)
+	$(BIN)/rlgen run pipeline $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT)) $(ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(ARGS)

@@ -34,7 +34,7 @@ from tasks.image_data import (
 )
 from tasks.plots import confusion_matrix_plot, learning_curve
 from tasks.progress import MetricRecorder, fan_out, progress_bar
-from tasks.runs import training_device
+from tasks.runs import prefect_tags, training_device
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def ensure_evaluator(cfg: ImageConfig, prepared: PreparedData, parent_id: str) -
         if version.tags.get("content_hash") == prepared.content_hash:
             run = tracking.get_run(version.run_id)
             return EvaluatorRef(version.run_id, "checkpoints/lenet.pt", run.data.metrics.get("eval/test_accuracy", float("nan")), True)
-    with tracking.run(cfg.experiment, f"{name}-{prepared.content_hash[:8]}", tags={"rlgen.role": "evaluator"}, parent_id=parent_id) as run_id:
+    with tracking.run(cfg.experiment, f"{name}-{prepared.content_hash[:8]}", tags={"rlgen.role": "evaluator", **prefect_tags()}, parent_id=parent_id) as run_id:
         accuracy = train_evaluator(cfg, prepared, run_id)
         tracking.register_model(run_id, "checkpoints", name, tags={"content_hash": prepared.content_hash, "family": "lenet"})
     return EvaluatorRef(run_id, "checkpoints/lenet.pt", accuracy, False)

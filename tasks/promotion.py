@@ -53,9 +53,9 @@ class Decision(NamedTuple):
             "rlgen.decision": self.alias,
             "rlgen.decision_reason": self.reason,
             "rlgen.primary_metric": self.metric,
-            "rlgen.primary_value": f"{self.value:.6g}",
+            "rlgen.primary_value": repr(self.value),  # exact, so that an equal value never "beats" its rounding
             "rlgen.champion_version": self.champion_version or "",
-            "rlgen.champion_value": "" if self.champion_value is None else f"{self.champion_value:.6g}",
+            "rlgen.champion_value": "" if self.champion_value is None else repr(self.champion_value),
         }
 
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import torch
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 
 from models.common import device_available, resolve_device
 from rlgen.config import ConfigError, RunConfig
@@ -29,10 +29,13 @@ def run_name(cfg: RunConfig, subject: str) -> str:
 
 
 def prefect_tags() -> dict[str, str]:
-    """The Prefect flow run this MLflow run belongs to (empty outside a flow run)."""
+    """The Prefect flow run (and task run, inside one) this MLflow run belongs to; empty outside a flow run."""
     if flow_run.id is None:
         return {}
-    return {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name), "prefect.flow_name": str(flow_run.flow_name)}
+    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name), "prefect.flow_name": str(flow_run.flow_name)}
+    if task_run.id is not None:
+        tags |= {"prefect.task_run_id": str(task_run.id), "prefect.task_run_name": str(task_run.name)}
+    return tags
 
 
 @contextmanager

@@ -23,7 +23,7 @@ def test_champion_moves_only_to_a_better_model_on_the_same_evaluation(store: Pat
     worse = promotion.promote(register(95.0, tmp_path), "gan", {"eval/fid_lenet": 95.0}, "mnist|abc|fid_samples=10000")
     assert worse.alias == "challenger" and worse.champion_value == 90.0 and worse.champion_version == first.version
     tags = tracking.client().get_model_version("dcgan-mnist", worse.version).tags
-    assert tags["rlgen.decision"] == "challenger" and tags["rlgen.champion_value"] == "90" and tags["rlgen.primary_value"] == "95"
+    assert tags["rlgen.decision"] == "challenger" and tags["rlgen.champion_value"] == "90.0" and tags["rlgen.primary_value"] == "95.0"
     assert tracking.get_run(tracking.client().get_model_version("dcgan-mnist", worse.version).run_id).data.tags["rlgen.decision"] == "challenger"
 
     better = promotion.promote(register(80.0, tmp_path), "gan", {"eval/fid_lenet": 80.0}, "mnist|abc|fid_samples=10000")

@@ -58,7 +58,7 @@ def validate_config(cls: type[C], values: dict[str, Any]) -> C:
                 problems.append(f"unknown key {key!r} (known keys: {known})")
             else:
                 got = f" (got {e['input']!r})" if e["type"] != "value_error" else ""
-                problems.append(f"{key}: {e['msg'].removeprefix('Value error, ')}{got}")
+                problems.append(f"{key}: {e['msg'].removeprefix('Value error, ').rstrip('.')}{got}")
         name = getattr(cls, "family", cls.__name__)
         raise ConfigError(
             f"Invalid {name} configuration: " + "; ".join(problems) + ". "
