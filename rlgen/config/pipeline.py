@@ -33,13 +33,10 @@ BRANCHES: dict[str, Branch] = {
     "descriptor": Branch("descriptor", {}, {**QUICK_IMAGES, "epochs": 2}, {"epochs": 60}),
     "generator": Branch("generator", {}, {**QUICK_IMAGES, "epochs": 3}, {"epochs": 80}),
     "coop": Branch("coop", {}, {**QUICK_IMAGES, "epochs": 2}, {"epochs": 60}),
+    "lm-word": Branch("lm", {"level": "word", "corpus": "wikitext-2"}, {"epochs": 1, "max_steps": 300}, {"epochs": 40}),
+    "lm-char": Branch("lm", {"level": "char", "corpus": "tinyshakespeare"}, {"epochs": 1, "max_steps": 300}, {"epochs": 30}),
 }
 IMAGE_FAMILIES = {"vae", "gan", "descriptor", "generator", "coop"}
-
-
-def add_branch(name: str, branch: Branch) -> None:
-    """Register one more pipeline model (model families add theirs when they are defined)."""
-    BRANCHES[name] = branch
 
 
 class PipelineConfig(RunConfig):
