@@ -17,6 +17,18 @@ StepFn = Callable[[Tensor, Tensor], dict[str, Tensor]]  # (images in [0, 1], lab
 MetricsCallback = Callable[[int, dict[str, float]], None]
 
 
+class NonFiniteLoss(RuntimeError):
+    """A training statistic (loss, gradient norm, ...) became NaN or infinite; the message names it and the step."""
+
+
+def check_finite(stats: dict[str, Tensor], step: int) -> None:
+    """Raise NonFiniteLoss naming the first non-finite statistic of `step`."""
+    values = torch.stack([v.detach().float().reshape(()) for v in stats.values()])
+    if not bool(torch.isfinite(values).all()):
+        bad = {k: float(v) for k, v in stats.items() if not torch.isfinite(v).all()}
+        raise NonFiniteLoss(f"non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())} at step {step}")
+
+
 class ImageFitResult(NamedTuple):
     steps: int
     epochs: int
@@ -59,6 +71,7 @@ def fit_images(
             x = images[idx].float().div_(255.0)  # (B, 1, H, W) in [0, 1]
             stats = step_fn(x, labels[idx])
             step += 1
+            check_finite(stats, step)
             if step % log_every == 0 or step == budget:
                 on_metrics(step, {k: float(v) for k, v in stats.items()})
             if step >= budget:

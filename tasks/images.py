@@ -19,7 +19,7 @@ from torchvision.utils import save_image
 
 from models import fid, lenet
 from models.common import seed_everything
-from models.image_fit import ImageFitResult, fit_images, total_steps
+from models.image_fit import ImageFitResult, NonFiniteLoss, fit_images, total_steps
 from rlgen.config import ImageConfig
 from rlgen.settings import data_dir
 from tasks import promotion, tracking
@@ -230,6 +230,11 @@ def run_fit(
                 step_fn, data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, on_metrics,
                 on_epoch_end=lambda epoch, step: on_epoch_end(epoch, step, on_metrics), max_steps=cfg.max_steps,
             )
+    except NonFiniteLoss as err:
+        raise NonFiniteLoss(
+            f"{cfg.registered_name}: {err}; training stopped and the run is marked FAILED (no checkpoint is written "
+            "before training ends, so nothing to resume from); lower the learning rate or check the data"
+        ) from None
     finally:
         logger.flush()
     seconds = time.perf_counter() - started

@@ -67,3 +67,12 @@ def test_evaluator_is_reused_across_runs(rlgen_cli, store: Path) -> None:
 def test_missing_data_directory_is_a_clear_error(rlgen_cli, store: Path, tmp_path: Path) -> None:
     done = rlgen_cli("run", "vae", "--set", f"data_dir={tmp_path / 'nowhere'}", expect=2)
     assert "nowhere" in done.stderr
+
+
+def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen_cli, store: Path) -> None:
+    done = rlgen_cli("run", "vae", *sets([*TINY, "lr=1e30", "iw_samples=2", "iw_images=10"]), expect=1)
+    assert "vae-mnist: non-finite train/loss" in done.stderr and "at step 2" in done.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string="tags.`rlgen.role` = 'train'")
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert not client.search_model_versions("name='vae-mnist'")  # nothing registered
