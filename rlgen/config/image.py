@@ -141,7 +141,7 @@ class DescriptorConfig(DescriptorKeys, LangevinConfig):
     family: ClassVar[str] = "descriptor"
     variant: ClassVar[str] = "descriptor"
 
-    epochs: int = Field(15, gt=0, description="Passes over the training images.")
+    epochs: int = Field(12, gt=0, description="Passes over the training images.")
     chain_init: Literal["mean", "noise", "persistent"] = Field(
         "noise",
         description="Chain starts: noise (uniform, every iteration), mean (the data's mean image, as the paper), or "
@@ -155,7 +155,9 @@ class GeneratorConfig(GeneratorKeys, LangevinConfig):
     family: ClassVar[str] = "generator"
     variant: ClassVar[str] = "generator"
 
-    epochs: int = Field(20, gt=0, description="Passes over the training images.")
+    epochs: int = Field(
+        8, gt=0, description="Passes over the training images (longer runs drift the latents from the prior; README)."
+    )
 
 
 class CoopConfig(DescriptorKeys, GeneratorKeys, LangevinConfig):
@@ -164,7 +166,7 @@ class CoopConfig(DescriptorKeys, GeneratorKeys, LangevinConfig):
     family: ClassVar[str] = "coop"
     variant: ClassVar[str] = "coop"
 
-    epochs: int = Field(15, gt=0, description="Passes over the training images.")
+    epochs: int = Field(8, gt=0, description="Passes over the training images.")
     langevin_steps: int = Field(15, gt=0, le=1000, description="Langevin steps revising each proposal (authors: 15).")
     descriptor_lr: float = Field(5e-4, gt=0.0, description="Adam learning rate of the descriptor (beta1 0.5).")
     infer_steps: int = Field(0, ge=0, le=1000, description="Langevin steps on z given the revised images (0: keep z).")
