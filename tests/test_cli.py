@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -34,7 +35,15 @@ def test_runs_on_an_empty_store(store: Path) -> None:
     assert result.exit_code == 0 and "Recent runs" in result.output
 
 
-def test_ui_serves_the_store_on_localhost(store: Path) -> None:
+def test_ui_serves_the_store_on_localhost(store: Path, tmp_path: Path) -> None:
+    from tasks import promotion, tracking
+
+    with tracking.run("rlgen", "vae-mnist-s1") as run_id:  # a run and a registered model with an alias to show
+        tracking.log_metrics(run_id, {"eval/iw_nll": 99.0})
+        (tmp_path / "model.pt").write_bytes(b"weights")
+        tracking.log_artifact(run_id, tmp_path / "model.pt", "model")
+        version = tracking.register_model(run_id, "model", "vae-mnist")
+    promotion.promote(version, "vae", {"eval/iw_nll": 99.0}, "key")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -53,6 +62,16 @@ def test_ui_serves_the_store_on_localhost(store: Path) -> None:
                 time.sleep(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        experiments = json.load(urllib.request.urlopen(f"{api}/experiments/search?max_results=10", timeout=10))["experiments"]
+        (experiment,) = [e for e in experiments if e["name"] == "rlgen"]
+        request = urllib.request.Request(
+            f"{api}/runs/search", data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(), headers={"Content-Type": "application/json"}
+        )
+        (listed,) = json.load(urllib.request.urlopen(request, timeout=10))["runs"]
+        assert listed["info"]["run_id"] == run_id and listed["info"]["status"] == "FINISHED"
+        model = json.load(urllib.request.urlopen(f"{api}/registered-models/get?name=vae-mnist", timeout=10))["registered_model"]
+        assert {"alias": "champion", "version": "1"} in model["aliases"]
     finally:
         server.terminate()
         server.wait(timeout=30)
