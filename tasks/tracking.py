@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 import time
@@ -96,18 +97,18 @@ def set_tags(run_id: str, tags: dict[str, Any]) -> None:
 
 
 def log_config(run_id: str, config: BaseModel) -> None:
-    """The validated config: every field as a param, and the whole as config.json."""
-    flat = _flatten(config.model_dump(mode="json"))
-    params = [Param(k, _param_value(v)) for k, v in flat.items()]
+    """The validated config: every field as a param, and the whole as config.json (secrets masked)."""
+    dumped = mask_secrets(config.model_dump(mode="json"))
+    params = [Param(k, _param_value(v)) for k, v in _flatten(dumped).items()]
     mlflow = client()
     for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
         mlflow.log_batch(run_id, params=params[start : start + 100])
-    log_dict(run_id, config.model_dump(mode="json"), "config.json")
+    log_dict(run_id, dumped, "config.json")
 
 
 def log_params(run_id: str, params: dict[str, Any]) -> None:
     """Extra params, such as data provenance."""
-    client().log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in _flatten(params).items()])
+    client().log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in _flatten(mask_secrets(params)).items()])
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
@@ -116,19 +117,47 @@ def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
     client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
+# whole words of a key (sample_tokens is not a token; db_password and api_key are secrets)
+SECRET_KEY = re.compile(r"(^|[_.-])(password|passwd|secret|token|credentials?|(api|access|private|secret)[_-]?key)($|[_.-])", re.IGNORECASE)
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^/\s:@]+):[^/\s@]+@", re.IGNORECASE)
+
+
+def mask_secrets(data: Any, key: str = "") -> Any:
+    """`data` with the value of every secret-looking key, and every password in a URL, replaced by ***."""
+    if isinstance(data, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [mask_secrets(v, key) for v in data]
+    if SECRET_KEY.search(key) and data not in (None, ""):
+        return "***"
+    if isinstance(data, str):
+        return URL_PASSWORD.sub(r"\g<scheme>:***@", data)
+    return data
+
+
+def safe_artifact_path(path: str | None) -> str | None:
+    """`path` if it stays inside the run's artifact folder; raises ValueError for absolute paths and '..'."""
+    if path is None:
+        return None
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or ".." in parts:
+        raise ValueError(f"artifact path {path!r} would leave the run's artifact folder; use a relative path without '..'")
+    return path
+
+
 def log_dict(run_id: str, data: dict, artifact_file: str) -> None:
     """A JSON artifact."""
-    client().log_dict(run_id, data, artifact_file)
+    client().log_dict(run_id, data, safe_artifact_path(artifact_file))
 
 
 def log_text(run_id: str, text: str, artifact_file: str) -> None:
     """A text artifact (Markdown, HTML, plain text)."""
-    client().log_text(run_id, text, artifact_file)
+    client().log_text(run_id, text, safe_artifact_path(artifact_file))
 
 
 def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> str:
     """Upload a local file; returns its artifact URI."""
-    client().log_artifact(run_id, str(path), artifact_path)
+    client().log_artifact(run_id, str(path), safe_artifact_path(artifact_path))
     return artifact_uri(run_id, f"{artifact_path}/{path.name}" if artifact_path else path.name)
 
 
@@ -140,7 +169,7 @@ def artifact_uri(run_id: str, artifact_path: str) -> str:
 def download(run_id: str, artifact_path: str, dst: Path) -> Path:
     """Download an artifact (file or folder) of a run into `dst`."""
     dst.mkdir(parents=True, exist_ok=True)
-    return Path(client().download_artifacts(run_id, artifact_path, str(dst)))
+    return Path(client().download_artifacts(run_id, safe_artifact_path(artifact_path), str(dst)))
 
 
 def list_artifacts(run_id: str, folder: str | None = None) -> list[str]:

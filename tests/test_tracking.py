@@ -66,3 +66,28 @@ def test_metric_logger_batches_and_keeps_every_step(store: Path) -> None:
     history = tracking.metric_history(run_id, "train/loss")
     assert [s for s, _ in history] == list(range(2500))
     assert history[9] == (9, pytest.approx(0.1))
+
+
+def test_secrets_are_masked_in_logged_params(store: Path) -> None:
+    params = {"db_url": "postgresql://rlgen:hunter2@db:5432/mlflow", "api_key": "abc123", "s3": {"secret_access_key": "k"},
+              "sample_tokens": 300, "token": "", "url": "http://127.0.0.1:5000"}
+    with tracking.run("exp", "r") as run_id:
+        tracking.log_params(run_id, params)
+    logged = tracking.get_run(run_id).data.params
+    assert logged["db_url"] == "postgresql://rlgen:***@db:5432/mlflow"
+    assert logged["api_key"] == "***" and logged["s3.secret_access_key"] == "***"
+    assert logged["sample_tokens"] == "300" and logged["url"] == "http://127.0.0.1:5000"
+    assert "hunter2" not in str(logged) and "abc123" not in str(logged)
+
+
+@pytest.mark.parametrize("bad", ["../escape.txt", "/etc/passwd", "plots/../../x", "C:/x"])
+def test_artifact_paths_cannot_leave_the_run(store: Path, tmp_path: Path, bad: str) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    with tracking.run("exp", "r") as run_id:
+        with pytest.raises(ValueError, match="would leave the run's artifact folder"):
+            tracking.log_artifact(run_id, tmp_path / "f.txt", bad)
+        with pytest.raises(ValueError, match="would leave"):
+            tracking.log_text(run_id, "x", bad)
+        with pytest.raises(ValueError, match="would leave"):
+            tracking.download(run_id, bad, tmp_path / "dst")
+    assert not (tmp_path.parent / "escape.txt").exists()
