@@ -15,7 +15,7 @@ from rlgen.config.base import RunConfig
 # clip 0.25); a key the user sets wins. The class defaults below are the character-level quick budget.
 WORD_DEFAULTS = {
     "corpus": "wikitext-2", "embedding": 200, "hidden": 200, "layers": 2, "dropout": 0.2, "bptt": 35,
-    "batch_size": 20, "optimizer": "sgd", "lr": 20.0, "clip": 0.25, "anneal": 0.25, "epochs": 6,
+    "batch_size": 20, "eval_batch_size": 10, "optimizer": "sgd", "lr": 20.0, "clip": 0.25, "anneal": 0.25, "epochs": 6,
     "patience": 2, "sample_tokens": 100,
 }
 
@@ -49,18 +49,18 @@ class LMConfig(RunConfig):
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of a single-file corpus held out (its end) for validation.")
     cell: Literal["lstm", "gru", "rnn"] = Field("lstm", description="Recurrent cell: lstm, gru or rnn (tanh).")
     layers: int = Field(2, ge=1, le=8, description="Stacked recurrent layers (word: 2).")
-    hidden: int = Field(512, gt=0, description="Hidden units per layer (word: 200).")
+    hidden: int = Field(256, gt=0, description="Hidden units per layer (word: 200).")
     embedding: int = Field(64, gt=0, description="Token embedding size (word: 200); must equal hidden with tie_weights.")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on the embeddings, between layers and before the decoder (word: 0.2).")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Dropout on the embeddings, between layers and before the decoder (word: 0.2).")
     tie_weights: bool = Field(False, description="Share the embedding matrix with the decoder (Press & Wolf 2017).")
     adaptive_softmax: bool = Field(False, description="Adaptive softmax (Grave et al. 2017) instead of the full softmax; word level.")
     cutoffs: tuple[int, ...] = Field(
         (2000, 10000), description="Adaptive-softmax cluster boundaries in the frequency-sorted vocabulary, e.g. 2000,10000."
     )
     bptt: int = Field(128, gt=1, description="Tokens per truncated back-propagation window (word: 35).")
-    batch_size: int = Field(64, gt=0, description="Parallel token streams per batch (word: 20).")
-    eval_batch_size: int = Field(10, gt=0, description="Parallel streams when evaluating validation and test.")
-    epochs: int = Field(8, gt=0, description="Passes over the training tokens (word: 6).")
+    batch_size: int = Field(32, gt=0, description="Parallel token streams per batch (word: 20).")
+    eval_batch_size: int = Field(64, gt=0, description="Parallel streams when evaluating validation and test (word: 10).")
+    epochs: int = Field(5, gt=0, description="Passes over the training tokens (word: 6).")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many batches (tests, quick runs).")
     eval_every: int | None = Field(
         None, gt=0, description="Validate every this many batches; default once per epoch (and always at the end)."
