@@ -99,14 +99,46 @@ def main() -> None:
 
         rows[f"{name} (batch {cfg.batch_size})"] = timed(lambda: whole_tensor_epoch(gan_step, cfg.batch_size), (len(images) // cfg.batch_size) * cfg.batch_size, args.seconds)
 
+    # Langevin dynamics: chain steps per second for a batch of 100 (the descriptor's synthesis and the
+    # generator's inference of z), with the flows' default networks and step sizes
+    langevin_rows = langevin_speed(args.seconds)
+
     ratio = rows["vae (whole tensor, index gather)"] / rows["vae (DataLoader + PIL, per item)"]
     machine = describe(torch.device("cpu"))
     print(f"training images/s at batch {batch} ({machine['cpu']}, {machine['torch_threads']} threads, cpu)")
     for name, value in rows.items():
         print(f"  {name:<34} {value:>9,.0f}")
     print(f"  whole tensor vs DataLoader (MLP VAE): {ratio:.2f}x")
+    print("Langevin steps/s, batch of 100")
+    for name, value in langevin_rows.items():
+        print(f"  {name:<34} {value:>9,.1f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "image_speed.json").write_text(json.dumps({"machine": machine, "images_per_sec": rows, "ratio": ratio}, indent=2))
+    (RESULTS / "image_speed.json").write_text(
+        json.dumps({"machine": machine, "images_per_sec": rows, "ratio": ratio, "langevin_steps_per_sec": langevin_rows}, indent=2)
+    )
+
+
+def langevin_speed(seconds: float) -> dict[str, float]:
+    """Chain steps per second for a batch of 100: descriptor synthesis and generator inference."""
+    from models import langevin
+    from rlgen.config import DescriptorConfig, GeneratorConfig
+
+    d_cfg, g_cfg = DescriptorConfig(), GeneratorConfig()
+    descriptor = langevin.Descriptor(d_cfg.descriptor_channels)
+    generator = gan.Generator(g_cfg.latent_dim, g_cfg.generator_channels)
+    x0, z0, target = torch.rand(100, 1, 28, 28) * 2 - 1, torch.randn(100, g_cfg.latent_dim), torch.rand(100, 1, 28, 28) * 2 - 1
+    steps = 10
+
+    def chains() -> None:
+        langevin.langevin_descriptor(descriptor, x0, steps, d_cfg.langevin_step, d_cfg.ref_sigma, d_cfg.langevin_noise)
+
+    def posterior() -> None:
+        langevin.langevin_posterior(generator, z0, target, steps, g_cfg.infer_step, g_cfg.gen_sigma)
+
+    return {
+        "descriptor chains (images)": timed(chains, steps, seconds),
+        "generator inference (latents)": timed(posterior, steps, seconds),
+    }
 
 
 if __name__ == "__main__":
