@@ -236,7 +236,7 @@ def test_downloads_are_verified_before_anything_is_written(tmp_path: Path, monke
     ("values", "message"),
     [
         ({"colour": "blue"}, r"unknown key 'colour' \(known keys: .*bptt"),
-        ({"tie_weights": True}, r"tie_weights needs embedding == hidden, got embedding=64 and hidden=512; set both"),
+        ({"tie_weights": True, "hidden": 128}, r"tie_weights needs embedding == hidden, got embedding=64 and hidden=128; set both"),
         ({"level": "word", "corpus": "tinyshakespeare"}, r"corpus=tinyshakespeare is a char-level corpus but level=word"),
         ({"corpus": "custom"}, r"corpus=custom needs corpus_path"),
         ({"level": "word", "adaptive_softmax": True, "cutoffs": "9000,2000"}, r"cutoffs must be increasing"),
