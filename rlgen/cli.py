@@ -112,7 +112,10 @@ def play(
     )
 
 
-KEY_METRICS = ("eval/mean_return", "eval/solved", "eval/fid_lenet", "eval/iw_nll", "eval/cond_accuracy", "train/steps", "train/seconds")
+KEY_METRICS = (
+    "eval/mean_return", "eval/solved", "eval/fid_lenet", "eval/iw_nll", "eval/cond_accuracy",
+    "eval/valid_perplexity", "eval/valid_bpc", "train/steps", "train/seconds",
+)
 
 
 @app.command()

@@ -14,20 +14,21 @@ import pytest
 from typer.testing import CliRunner
 
 from rlgen.cli import app
-from rlgen.registry import MODELS
+from rlgen.registry import COMMANDS
 
 
-@pytest.mark.parametrize("command", [[], ["run"], *(["run", name] for name in MODELS), ["play"], ["sample"], ["score"], ["runs"], ["ui"]])
+@pytest.mark.parametrize("command", [[], ["run"], *(["run", name] for name in COMMANDS), ["play"], ["sample"], ["score"], ["generate"], ["serve"], ["runs"], ["ui"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage" in result.output
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(COMMANDS))
 def test_run_help_lists_every_key_with_its_default(name: str) -> None:
     out = CliRunner().invoke(app, ["run", name, "--help"], env={"COLUMNS": "200"}).output
-    for key, field in MODELS[name].config.model_fields.items():
-        assert f"{key} = {field.default!r}" in out
+    for key, field in COMMANDS[name].config.model_fields.items():
+        default = field.default_factory() if field.default_factory is not None else field.default
+        assert f"{key} = {default!r}" in out
 
 
 def test_runs_on_an_empty_store(store: Path) -> None:

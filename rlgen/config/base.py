@@ -70,5 +70,6 @@ def describe_fields(cls: type[BaseModel]) -> list[tuple[str, str, str]]:
     """(key, default, description) for every field of a config class, in declaration order."""
     rows = []
     for key, field in cls.model_fields.items():
-        rows.append((key, repr(field.default), field.description or ""))
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        rows.append((key, repr(default), field.description or ""))
     return rows
