@@ -41,6 +41,11 @@ def build_generator(cfg: GeneratorConfig | CoopConfig) -> gan.Generator:
     return gan.Generator(cfg.latent_dim, cfg.generator_channels)
 
 
+def fixed_noise(cfg: GeneratorConfig | CoopConfig, device: torch.device) -> Tensor:
+    """The seeded latent batch rendered as the sample grid every epoch, so that epochs compare."""
+    return torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator(device=device).manual_seed(cfg.seed), device=device)
+
+
 def adam(module: torch.nn.Module, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=lr, betas=(0.5, 0.999))  # beta1 0.5, as CoopNets
 
@@ -132,7 +137,7 @@ def train_generator(cfg: GeneratorConfig, prepared: PreparedData, run_id: str) -
     optimizer = adam(generator, cfg.generator_lr)
     n = data["train_images"].shape[0]
     latents = torch.randn(n, cfg.latent_dim, device=device)  # one z per training image, for the whole run
-    fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator(device=device).manual_seed(cfg.seed), device=device)
+    fixed_z = fixed_noise(cfg, device)
     tracking.log_params(run_id, {"model.generator_parameters": sum(p.numel() for p in generator.parameters()), "device.resolved": str(device)})
     # fit_images hands each step the batch's "labels": here the images' row numbers, to look up their z
     indexed = {**data, "train_labels": torch.arange(n, device=device)}
@@ -164,7 +169,7 @@ def train_coop(cfg: CoopConfig, prepared: PreparedData, run_id: str) -> images.I
     data = load_prepared(prepared.path, device)
     descriptor, generator = build_descriptor(cfg).to(device), build_generator(cfg).to(device)
     opt_d, opt_g = adam(descriptor, cfg.descriptor_lr), adam(generator, cfg.generator_lr)
-    fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator(device=device).manual_seed(cfg.seed), device=device)
+    fixed_z = fixed_noise(cfg, device)
     tracking.log_params(run_id, {
         "model.descriptor_parameters": sum(p.numel() for p in descriptor.parameters()),
         "model.generator_parameters": sum(p.numel() for p in generator.parameters()),
