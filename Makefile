@@ -18,7 +18,12 @@ DATA_ROOT ?= $(wildcard ../shared/data)
 run: $(VENV)/.installed
 	$(BIN)/rlgen run pipeline $(if $(DATA_ROOT),--set data_root=$(DATA_ROOT)) $(ARGS)
 
-test: $(VENV)/.installed
+# tests/test_ui_browser.py drives Debian's chromium headless against `rlgen ui`; CI runs this target as root on a
+# fresh Debian machine without it, so install it once here (the test fails, rather than skips, when it is missing).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+test: $(VENV)/.installed /usr/bin/chromium
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(VENV)/.installed

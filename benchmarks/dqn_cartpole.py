@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import Figure, Options
 from benchmarks.machine import describe
 from models import dqn
 from models.common import resolve_device, seed_everything
@@ -61,6 +62,24 @@ def run_seed(cfg: DQNConfig, device: torch.device) -> dict:
         "solved": solved,
         "steps_to_solve": result.steps if solved else None,
     }
+
+
+def figures(opts: Options) -> list[Figure]:
+    """The suite's DQN figures: seed 1 with --quick, seeds 1-5 (medians) otherwise; default config, 50k-step cap."""
+    seeds = [1] if opts.quick else [1, 2, 3, 4, 5]
+    rows = [run_seed(DQNConfig(seed=seed, device=str(opts.device), total_steps=50_000), opts.device) for seed in seeds]
+    solved = [r for r in rows if r["solved"]]
+    detail = "seed 1" if opts.quick else f"median of seeds 1-5, {len(solved)}/{len(rows)} solved"
+
+    def median(key: str, of: list[dict]) -> float | None:
+        return float(np.median([r[key] for r in of])) if of else None
+
+    device = str(opts.device)
+    return [
+        Figure("dqn", "CartPole-v1: env steps/s", median("env_steps_per_sec", rows), "steps/s", f"{detail}; training incl. validation", device),
+        Figure("dqn", "CartPole-v1: steps to solve", median("steps_to_solve", solved), "env steps", f"{detail}; mean >= 475 over 100 episodes", device),
+        Figure("dqn", "CartPole-v1: seconds to solve", median("train_seconds", solved), "s", f"{detail}; training wall time", device, extra={"seeds": rows}),
+    ]
 
 
 def main() -> None:

@@ -19,10 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from benchmarks.common import DATA, RESULTS, Figure, Options
 from benchmarks.machine import describe
 
-RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: (family, overrides)
     "vae": ("vae", ["variant=vae"]),
     "conv-vae": ("vae", ["variant=conv-vae"]),
@@ -48,31 +49,40 @@ def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tu
     return json.loads((home / "result.json").read_text()), seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist" / "raw"))
-    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=list(RUNS))
-    parser.add_argument("--set", dest="extra", nargs="*", default=[], help="extra KEY=VALUE for every run")
-    args = parser.parse_args()
-
+def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict]:
+    """Run each named flow with its defaults (plus `extra`) against one throwaway store; one row of COLUMNS per model."""
     rows = {}
     with tempfile.TemporaryDirectory(prefix="rlgen-bench-") as home:
-        header = f"{'model':<10} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS)
-        print(header)
-        for name in args.only:
+        print(f"{'model':<10} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS))
+        for name in names:
             family, overrides = RUNS[name]
-            metrics, seconds = run_flow(family, overrides + args.extra, args.data_dir, Path(home))
+            metrics, seconds = run_flow(family, overrides + extra, data_dir, Path(home))
             rows[name] = {"seconds": round(seconds, 1), **{c: metrics.get(c) for c in COLUMNS}}
             cells = " ".join(f"{metrics[c]:>16.4g}" if c in metrics else f"{'-':>16}" for c in COLUMNS)
             print(f"{name:<10} {seconds / 60:>7.1f} {cells}", flush=True)
+    return rows
+
+
+def figures(opts: Options) -> list[Figure]:
+    """The suite's image quality figures (full mode): FID-LeNet (and IW-NLL, conditional accuracy) of every image flow."""
+    figures = []
+    for name, row in quality(list(RUNS), str(DATA / "mnist" / "raw"), [f"device={opts.device}"]).items():
+        detail = f"flow in {row['seconds'] / 60:.1f} min, default budget"
+        for key, unit in (("eval/fid_lenet", ""), ("eval/iw_nll", "nats"), ("eval/cond_accuracy", "")):
+            if row.get(key) is not None:
+                figures.append(Figure("image_quality", f"{name}: {key}", row[key], unit, detail, str(opts.device)))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(DATA / "mnist" / "raw"))
+    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--set", dest="extra", nargs="*", default=[], help="extra KEY=VALUE for every run")
+    args = parser.parse_args()
+    rows = quality(args.only, args.data_dir, args.extra)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "image_quality.json").write_text(json.dumps({"machine": describe_cpu(), "rows": rows}, indent=2))
-
-
-def describe_cpu() -> dict:
-    import torch
-
-    return describe(torch.device("cpu"))
+    (RESULTS / "image_quality.json").write_text(json.dumps({"machine": describe(torch.device("cpu")), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

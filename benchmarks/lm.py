@@ -1,10 +1,13 @@
 """Language-model figures: character-level quality after the default (quick) budget on Tiny Shakespeare; word-level
 training tokens/s and perplexity of the classic-size LSTM with the full softmax and with the adaptive softmax (same
-run, same data, same budget); generation tokens/s of each exported TorchScript module.
+run, same data, same budget); generation tokens/s of each exported TorchScript module. Each model is trained by the
+real flow (`rlgen run lm ...` in a fresh process) against a throwaway store.
 
-Each model is trained by the real flow (`rlgen run lm ...` in a fresh process) against a throwaway store.
+`--speed` measures training speed alone, in a minute and in-process: tokens/s and characters/s of the training step
+(models.lm.train_step, the default config of each run, real data) over consecutive windows, state carried.
 
     python -m benchmarks.lm [--only char word word-adaptive] [--data-root ../shared/data] [--set KEY=VALUE ...]
+    python -m benchmarks.lm --speed [--seconds 20] [--device cpu]
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, save, time_for
 from benchmarks.machine import describe
 
-RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = {  # name: overrides, given the data root
     "char": lambda root: ["level=char", f"corpus_path={root / 'tinyshakespeare' / 'input.txt'}"],
     "word": lambda root: ["level=word", f"corpus_path={root / 'wikitext-2'}"],
@@ -45,13 +49,13 @@ def run_flow(overrides: list[str], home: Path) -> tuple[dict, float]:
 
 def generation_speed(model: str, home: Path, tokens: int = 2000) -> float:
     """Tokens/s of sampling one stream from the registered TorchScript module (temperature 0.8, top-k 40)."""
-    os.environ["RLGEN_HOME"] = str(home)  # the store of this benchmark's runs
     from models.lm import sample
     from tasks.export import load_scripted
     from tasks.lm_data import Vocabulary
     from tasks.play import fetch_exported
 
-    module, metadata = load_scripted(fetch_exported(model, home / "export", "model", "model.pt"))
+    with env(RLGEN_HOME=str(home)):  # the store of this benchmark's runs
+        module, metadata = load_scripted(fetch_exported(model, home / "export", "model", "model.pt"))
     vocab = Vocabulary.from_json(metadata["vocab"])
     prompt = torch.tensor(vocab.encode_prompt("ROMEO:" if vocab.level == "char" else "The"))
     sample(module, prompt, 50, module.initial_state(1), 0.8, 40, 0)  # warm-up: TorchScript profiles its first calls
@@ -60,20 +64,15 @@ def generation_speed(model: str, home: Path, tokens: int = 2000) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=list(RUNS))
-    parser.add_argument("--set", dest="extra", nargs="*", default=[], help="extra KEY=VALUE for every run")
-    args = parser.parse_args()
-
+def quality(names: list[str], data_root: Path, extra: list[str]) -> dict[str, dict]:
+    """Train each named run through the real flow, then time generation; one row of COLUMNS per run."""
     rows = {}
     print(f"{'model':<14} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS), flush=True)
     with tempfile.TemporaryDirectory(prefix="rlgen-bench-lm-") as tmp:
-        for name in args.only:
+        for name in names:
             home = Path(tmp) / name
             home.mkdir()
-            result, seconds = run_flow(RUNS[name](args.data_root.resolve()) + args.extra, home)
+            result, seconds = run_flow(RUNS[name](data_root.resolve()) + extra, home)
             result["generate/tokens_per_sec"] = generation_speed(str(result["model"]).split("/")[0], home)
             rows[name] = {"wall_seconds": round(seconds, 1), "model": result["model"], **{c: result.get(c) for c in COLUMNS}}
             cells = " ".join(f"{result[c]:>16.4g}" if isinstance(result.get(c), float) else f"{'-':>16}" for c in COLUMNS)
@@ -83,6 +82,103 @@ def main() -> None:
         rows["adaptive_vs_full"] = {"speedup": speedup, "valid_perplexity": [rows["word"]["eval/valid_perplexity"], rows["word-adaptive"]["eval/valid_perplexity"]]}
         print(f"adaptive softmax vs full softmax: {speedup:.2f}x training tokens/s; validation perplexity "
               f"{rows['word-adaptive']['eval/valid_perplexity']:.1f} vs {rows['word']['eval/valid_perplexity']:.1f}")
+    return rows
+
+
+def quality_figures(opts: Options) -> list[Figure]:
+    """The suite's LM quality figures (full mode): every run's flow with its default budget, on the CPU."""
+    figures = []
+    for name, row in quality(list(RUNS), DATA, [f"device={opts.device}"]).items():
+        if name == "adaptive_vs_full":
+            figures.append(Figure("lm_quality", "adaptive vs full softmax", row["speedup"], "x", "training tokens/s, same data and epochs"))
+            continue
+        for key in ("eval/valid_loss", "eval/valid_perplexity", "eval/valid_bpc", "perf/tokens_per_sec", "generate/tokens_per_sec"):
+            if isinstance(row.get(key), float):
+                unit = {"eval/valid_loss": "nats/token", "eval/valid_bpc": "bits/char"}.get(key, "tokens/s" if "tokens" in key else "")
+                figures.append(Figure("lm_quality", f"{name}: {key}", row[key], unit, f"flow in {row['wall_seconds'] / 60:.1f} min, {row['model']}", str(opts.device)))
+    return figures
+
+
+# --------------------------------------------------------------------------- training speed alone, in-process
+
+
+class TrainStep(NamedTuple):
+    run: Callable[[], None]  # one training batch on the next window, the state carried over
+    tokens: int  # tokens per batch (batch_size x bptt)
+    chars_per_token: float  # characters of decoded training text per token (1 at char level)
+
+
+def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
+    """Run `name`'s default config on its real corpus, as tasks/lm.py's trainer builds it (model, optimizer, streams)."""
+    from models import lm
+    from rlgen.config import LMConfig, config_from_overrides
+    from tasks.lm import build_model
+    from tasks.lm_data import load_corpus, load_vocabulary, prepare_corpus
+
+    cfg = config_from_overrides(LMConfig, RUNS[name](data_root.resolve()))
+    prepared = prepare_corpus(cfg.level, cfg.corpus, Path(cfg.corpus_path), cache_dir, cache_dir, cfg.val_fraction)
+    train, vocab = load_corpus(prepared.path, device)["train"], load_vocabulary(prepared.vocab_path)
+    model = build_model(cfg, len(vocab)).to(device).train()
+    if cfg.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    streams = lm.batchify(train, cfg.batch_size)  # (B, N / B)
+    windows, state = lm.bptt_windows(streams, cfg.bptt), model.initial_state(cfg.batch_size)
+
+    def run() -> None:
+        nonlocal windows, state
+        window = next(windows, None)
+        if window is None or window[0].size(1) < cfg.bptt:  # a new pass; the short last window is skipped
+            windows, state = lm.bptt_windows(streams, cfg.bptt), model.initial_state(cfg.batch_size)
+            window = next(windows)
+        _, state = lm.train_step(model, optimizer, *window, state, cfg.clip)
+
+    sample = train[:20_000].tolist()
+    return TrainStep(run, cfg.batch_size * cfg.bptt, len(vocab.decode(sample)) / len(sample))
+
+
+SPEED_NAMES = {"char": "char (2x256 LSTM)", "word": "word, full softmax", "word-adaptive": "word, adaptive softmax"}
+
+
+def speed_figures(seconds: float, device: torch.device, data_root: Path = DATA) -> list[Figure]:
+    """Training tokens/s and characters/s of each run's default config, validation excluded."""
+    figures = []
+    with tempfile.TemporaryDirectory(prefix="rlgen-bench-lm-") as cache:
+        for name, label in SPEED_NAMES.items():
+            step = build_train_step(name, device, Path(cache), data_root)
+            timing = time_for(step.run, seconds, warmup=2, device=device)
+            detail = f"{timing.calls} batches of {step.tokens} tokens, {step.chars_per_token:.2f} chars/token"
+            if name == "char":  # a token is a character
+                figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s = chars/s", detail, str(device)))
+                continue
+            figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s", detail, str(device)))
+            figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens * step.chars_per_token), "chars/s", detail, str(device)))
+    return figures
+
+
+def figures(opts: Options) -> list[Figure]:
+    """The suite's LM speed figures: 8 s per run with --quick, 60 s otherwise."""
+    return speed_figures(8.0 if opts.quick else 60.0, opts.device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, default=DATA)
+    parser.add_argument("--only", nargs="+", choices=sorted(RUNS), default=list(RUNS))
+    parser.add_argument("--set", dest="extra", nargs="*", default=[], help="extra KEY=VALUE for every run")
+    parser.add_argument("--speed", action="store_true", help="training speed alone, in-process (no flows)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="--speed: measuring time per run")
+    parser.add_argument("--device", default="cpu", help="--speed: the training device")
+    args = parser.parse_args()
+    if args.speed:
+        from models.common import resolve_device
+
+        rows = speed_figures(args.seconds, resolve_device(args.device), args.data_root)
+        print_table(rows, "language models: training speed")
+        save(rows, RESULTS / "lm_speed.json")
+        return
+    rows = quality(args.only, args.data_root, args.extra)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("lm.json" if set(args.only) == set(RUNS) else f"lm-{'-'.join(args.only)}.json")
     out.write_text(json.dumps({"machine": describe(torch.device("cpu")), "rows": rows}, indent=2))

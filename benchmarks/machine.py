@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 
 import torch
+
+
+def command() -> str:
+    """How this process was started, as one would type it: `python -m benchmarks.image_speed --seconds 15`."""
+    script, args = Path(sys.argv[0]), sys.argv[1:]
+    if script.parent.name == "benchmarks" and script.suffix == ".py":
+        module = "benchmarks" if script.stem == "__main__" else f"benchmarks.{script.stem}"
+        return " ".join(["python -m", module, *args])
+    return " ".join(sys.argv)
 
 
 def describe(device: torch.device) -> dict[str, str | int]:
@@ -16,7 +26,7 @@ def describe(device: torch.device) -> dict[str, str | int]:
         "device": str(device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
-        "command": " ".join(sys.argv),
+        "command": command(),
     }
     try:
         with open("/proc/cpuinfo") as f:

@@ -8,7 +8,7 @@ from prefect import flow
 
 from rlgen.config import DQNConfig
 from tasks import dqn, promotion
-from tasks.runs import tracked_run
+from tasks.runs import tracked_run, with_retries
 
 
 class DQNResult(NamedTuple):
@@ -22,12 +22,12 @@ class DQNResult(NamedTuple):
 
 
 @flow(name="dqn", log_prints=True)
-def dqn_flow(config: DQNConfig = DQNConfig(), parent_run_id: str | None = None) -> DQNResult:
+def dqn_flow(config: DQNConfig = DQNConfig(), parent_run_id: str | None = None, resume_run_id: str | None = None) -> DQNResult:
     """Train a DQN agent on a Gymnasium environment, evaluate, export and register its greedy policy."""
     spec = dqn.env_spec_task(config)
-    with tracked_run(config, config.registered_name, parent_run_id) as parent_id:
-        with tracked_run(config, config.registered_name, parent_id, role="train") as run_id:
-            trained = dqn.train_task(config, spec, run_id)
+    with tracked_run(config, config.registered_name, parent_run_id, resume=resume_run_id) as parent_id:
+        with tracked_run(config, config.registered_name, parent_id, role="train", resume=resume_run_id) as run_id:
+            trained = with_retries(dqn.train_task, config)(config, spec, run_id)
             report = dqn.evaluate_task(config, spec, trained)
             policy_dir = dqn.export_task(config, spec, trained)
             version = dqn.register_task(config, trained, policy_dir, report)

@@ -6,18 +6,18 @@ from prefect import flow
 
 from rlgen.config import VAEConfig
 from tasks import images, promotion, vae
-from tasks.runs import tracked_run
+from tasks.runs import tracked_run, with_retries
 
 
 @flow(name="vae", log_prints=True)
-def vae_flow(config: VAEConfig = VAEConfig(), parent_run_id: str | None = None) -> dict[str, float | str]:
+def vae_flow(config: VAEConfig = VAEConfig(), parent_run_id: str | None = None, resume_run_id: str | None = None) -> dict[str, float | str]:
     """Train a VAE variant on MNIST-like images, evaluate it, export it to TorchScript and register it."""
     prepared = images.prepare_data_task(config)
-    with tracked_run(config, config.registered_name, parent_run_id) as parent_id:
+    with tracked_run(config, config.registered_name, parent_run_id, resume=resume_run_id) as parent_id:
         images.report_data_task(prepared, parent_id)
         evaluator = images.evaluator_task(config, prepared, parent_id)
-        with tracked_run(config, config.registered_name, parent_id, role="train") as run_id:
-            trained = vae.train_task(config, prepared, run_id)
+        with tracked_run(config, config.registered_name, parent_id, role="train", resume=resume_run_id) as run_id:
+            trained = with_retries(vae.train_task, config)(config, prepared, run_id)
             metrics = vae.evaluate_task(config, prepared, trained, evaluator)
             model_dir = vae.export_task(config, trained)
             version = images.register_task(config, run_id, model_dir, metrics)

@@ -1,11 +1,13 @@
-"""Torch-only helpers shared by every model family: seeding and device choice."""
+"""Torch-only helpers shared by every model family: seeding, RNG snapshots and device choice."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 
 def seed_everything(seed: int) -> None:
@@ -13,6 +15,31 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python's, numpy's and torch's (CPU and CUDA) generator states, as tensors and plain data so that a
+    checkpoint holding them loads with torch.load(weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the generators from `rng_state()`'s snapshot."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -26,6 +53,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def to_device(tensor: Tensor, device: torch.device | str) -> Tensor:
+    """Move a CPU tensor to `device`; towards CUDA through pinned memory, without blocking the host."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA device that supports it (when `enabled`); elsewhere full fp32 precision."""
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_device(device: torch.device) -> None:
+    """Per-process settings for a training device: cuDNN picks the fastest convolution kernels for the
+    fixed input shapes of these models, and fp32 matmuls may use TF32 tensor cores."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def compile_modules(*modules: nn.Module) -> None:
+    """torch.compile each module in place (its state_dict keys stay as they are)."""
+    for module in modules:
+        module.compile()
+
+
 def device_available(device: torch.device) -> bool:
     """Whether tensors can be placed on `device` in this process."""
     if device.type == "cuda":
@@ -33,3 +90,15 @@ def device_available(device: torch.device) -> bool:
     if device.type == "mps":
         return torch.backends.mps.is_available()
     return device.type == "cpu"
+
+
+class NonFiniteLoss(RuntimeError):
+    """A training statistic (loss, gradient norm, ...) became NaN or infinite; the message names it and the step."""
+
+
+def check_finite(stats: dict[str, Tensor], step: int) -> None:
+    """Raise NonFiniteLoss naming the first non-finite statistic of `step`."""
+    values = torch.stack([v.detach().float().reshape(()) for v in stats.values()])
+    if not bool(torch.isfinite(values).all()):
+        bad = {k: float(v) for k, v in stats.items() if not torch.isfinite(v).all()}
+        raise NonFiniteLoss(f"non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())} at step {step}")

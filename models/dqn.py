@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.common import check_finite
+
 log = logging.getLogger(__name__)
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
@@ -121,6 +123,27 @@ class ReplayMemory:
     def push(self, transition: Transition) -> None:
         """Store one transition."""
         self.memory.append(transition)
+
+    def state_dict(self, with_transitions: bool) -> dict:
+        """The sampling RNG, and the transitions as stacked tensors when `with_transitions` (large for pixels)."""
+        state: dict = {"rng": self.rng.getstate()}
+        if with_transitions and self.memory:
+            obs, action, reward, next_obs, terminated = zip(*self.memory)
+            state["transitions"] = {
+                "obs": torch.as_tensor(np.stack(obs)), "action": torch.as_tensor(action), "reward": torch.as_tensor(reward),
+                "next_obs": torch.as_tensor(np.stack(next_obs)), "terminated": torch.as_tensor(terminated),
+            }
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`'s snapshot (the memory starts empty if it holds no transitions)."""
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.memory.clear()
+        if columns := state.get("transitions"):
+            for row in zip(columns["obs"].numpy(), columns["action"].tolist(), columns["reward"].tolist(),
+                           columns["next_obs"].numpy(), columns["terminated"].tolist()):
+                self.memory.append(Transition(*row))
 
     def sample(self, batch_size: int, device: torch.device) -> Batch:
         """A uniform minibatch without replacement, transposed from transitions to columns."""
@@ -236,24 +259,45 @@ def fit(
     on_metrics: MetricsCallback,
     validate: Callable[[nn.Module], float] | None = None,
     solve_threshold: float | None = None,
+    after_step: Callable[[int, Callable[[], dict]], None] | None = None,
+    start: dict | None = None,
 ) -> FitResult:
-    """Train `q_network` in place; on return it holds the best validated weights (or the last)."""
+    """Train `q_network` in place; on return it holds the best validated weights (or the last).
+
+    `after_step(step, position)` runs after every vector step; `position()` is the training state beyond
+    `q_network` (target network, optimizer, replay memory, counters, RNGs): pass it back as `start`
+    to go on from there. The environments cannot be snapshot, so a resumed run starts new episodes.
+    """
     n_envs = envs.num_envs
     n_actions = int(envs.single_action_space.n)
     target_network = copy.deepcopy(q_network)
     optimizer = torch.optim.Adam(q_network.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     memory = ReplayMemory(cfg.buffer_size, seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-
-    obs, _ = envs.reset(seed=[cfg.seed + i for i in range(n_envs)])
-    episode_return = np.zeros(n_envs)
-    episode_length = np.zeros(n_envs, dtype=np.int64)
-    episodes = updates = 0
+    step = episodes = updates = 0
     best: tuple[float, int, dict[str, Tensor]] | None = None
     solved_step = None
     stats: dict[str, Tensor] = {}
+    seeds = [cfg.seed + i for i in range(n_envs)]
+    if start is not None:
+        target_network.load_state_dict(start["target"])
+        optimizer.load_state_dict(start["optimizer"])
+        memory.load_state_dict(start["memory"])
+        rng.bit_generator.state = start["rng"]
+        step, episodes, updates, solved_step = start["step"], start["episodes"], start["updates"], start["solved_step"]
+        best = tuple(start["best"]) if start["best"] is not None else None
+        seeds = [cfg.seed + step + i for i in range(n_envs)]  # new episodes, seeded by where they start
 
-    step = 0
+    def position() -> dict:
+        return {
+            "step": step, "episodes": episodes, "updates": updates, "solved_step": solved_step, "best": best,
+            "target": target_network.state_dict(), "optimizer": optimizer.state_dict(),
+            "memory": memory.state_dict(with_transitions=cfg.checkpoint_replay), "rng": rng.bit_generator.state,
+        }
+
+    obs, _ = envs.reset(seed=seeds)
+    episode_return = np.zeros(n_envs)
+    episode_length = np.zeros(n_envs, dtype=np.int64)
     while step < cfg.total_steps:
         epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
         actions = select_actions(q_network, obs, epsilon, n_actions, rng)
@@ -272,13 +316,14 @@ def fit(
         obs = next_obs
 
         # td_update rounds, and the target network every `target_update_every` gradient steps
-        if step >= cfg.learning_starts and step % cfg.train_every < n_envs:
+        if step >= cfg.learning_starts and step % cfg.train_every < n_envs and len(memory) >= cfg.batch_size:
             for _ in range(cfg.gradient_steps):
                 batch = memory.sample(cfg.batch_size, device)
                 stats = td_update(
                     q_network, target_network, optimizer, batch, cfg.gamma, cfg.double_dqn, cfg.max_grad_norm
                 )
                 updates += 1
+            check_finite(stats, step)
         if step % cfg.target_update_every < n_envs:
             soft_update_target(target_network, q_network, cfg.tau)
         if stats and step % cfg.log_every < n_envs:
@@ -295,6 +340,8 @@ def fit(
                 if cfg.stop_when_solved:
                     log.info("validation mean return %.1f >= %.1f at step %d: stopping", mean_return, solve_threshold, step)
                     break
+        if after_step is not None:
+            after_step(step, position)
 
     if best is not None:
         q_network.load_state_dict(best[2])

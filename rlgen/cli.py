@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
-from rlgen.config import ConfigError, config_from_overrides, describe_fields
+from rlgen.config import ConfigError, TrainConfig, config_from_overrides, describe_fields
+from rlgen import preflight
 from rlgen.registry import COMMANDS
 
 app = typer.Typer(
@@ -47,10 +48,36 @@ def fail(message: str, code: int = 2) -> None:
 _signals_received: list[int] = []
 
 
-def _terminate_as_interrupt(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C, so runs are closed as KILLED; exit status 128 + signal."""
+def _stop_on_signal(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM: a training loop that is running checkpoints and stops at its next step boundary;
+    anywhere else (or on a second signal) the flow unwinds at once. Either way the runs close as KILLED and
+    the exit status is 128 + the signal."""
     _signals_received.append(signum)
-    raise KeyboardInterrupt(f"signal {signum}")
+    from tasks.checkpoint import request_stop
+
+    if not request_stop():
+        raise KeyboardInterrupt(f"signal {signum}")
+    err_console.print(f"signal {signum}: stopping at the next training step and writing a checkpoint (again to stop at once)")
+
+
+ResumeOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--resume", metavar="RUN_ID",
+        help="Continue a stopped or crashed run (its flow run or training run id) from its last checkpoint, with its own config.",
+    ),
+]
+
+
+def _resume_target(name: str, run_id: str, overrides: list[str] | None):
+    """The stored config and training run id of a run to resume; ConfigError when it cannot be resumed."""
+    if overrides:
+        raise ConfigError("--resume continues a run with the config it started with; it cannot be combined with --set.")
+    if not issubclass(COMMANDS[name].config, TrainConfig):
+        raise ConfigError(f"`rlgen run {name}` cannot --resume; resume one of its model runs with `rlgen run MODEL --resume RUN_ID`.")
+    from tasks.runs import resume_target
+
+    return resume_target(COMMANDS[name].config, run_id)
 
 
 def _keys_help(name: str) -> str:
@@ -61,23 +88,33 @@ def _keys_help(name: str) -> str:
 def _make_run_command(name: str) -> None:
     spec = COMMANDS[name]
 
-    def command(overrides: SetOption = None) -> None:
+    def command(overrides: SetOption = None, resume: ResumeOption = None) -> None:
+        resume_args = {}
         try:
-            config = config_from_overrides(spec.config, overrides or [])
+            preflight.check_run(spec.config)  # store writable, MLflow answers: before any work
+            if resume is None:
+                config = config_from_overrides(spec.config, overrides or [])
+            else:
+                config, resume_args["resume_run_id"] = _resume_target(name, resume, overrides)
+            preflight.check_prefect()  # a Prefect server that does not answer fails here, not after its retries
         except ConfigError as err:
             fail(str(err))
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _stop_on_signal)
         flow = spec.load_flow()
+        preflight.quiet_user_errors()  # a bad data file is one paragraph below, not also a traceback
         from tasks.image_data import DataError
 
         try:
-            result = flow(config)
+            result = flow(config, **resume_args)
         except (ConfigError, DataError) as err:
             fail(str(err))
-        except KeyboardInterrupt:
-            err_console.print("interrupted: the MLflow runs are marked KILLED")
+        except KeyboardInterrupt as err:
+            err_console.print(f"interrupted: {err}; the MLflow runs are marked KILLED" if str(err) else "interrupted: the MLflow runs are marked KILLED")
             raise typer.Exit(128 + (_signals_received[0] if _signals_received else signal.SIGINT))
         except Exception as err:  # the flow and its MLflow runs are already marked failed
+            if _signals_received:  # a pipeline branch stopped by the signal fails its future, not the main thread
+                raise typer.Exit(128 + _signals_received[0]) from None
             fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
         summary = result._asdict() if hasattr(result, "_asdict") else result
         console.print(summary)
@@ -102,6 +139,7 @@ def play(
     from tasks.play import play_policy
 
     try:
+        preflight.check_model_source(model)
         result = play_policy(model, episodes, seed)
     except (LookupError, ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -130,6 +168,7 @@ def sample(
     from tasks.play import sample_images
 
     try:
+        preflight.check_model_source(model)
         path = sample_images(model, n, label, seed, output)
     except (LookupError, ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -145,6 +184,7 @@ def score(
     from tasks.play import score_images
 
     try:
+        preflight.check_model_source(model)
         metadata, energies = score_images(model, images)
     except (LookupError, ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -169,6 +209,7 @@ def generate(
     from tasks.play import generate_text
 
     try:
+        preflight.check_model_source(model)
         text = generate_text(model, prompt, tokens, temperature, top_k, seed)
     except (LookupError, ValueError, FileNotFoundError) as err:
         fail(str(err))
@@ -180,6 +221,10 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
     """List recent MLflow runs with their status and key metrics."""
     from tasks import tracking
 
+    try:
+        preflight.check_tracking()
+    except ConfigError as err:
+        fail(str(err))
     table = Table(title=f"Recent runs in {tracking.tracking_uri()}")
     for column in ("started", "name", "status", "run id", "key metrics"):
         table.add_column(column)
@@ -208,6 +253,8 @@ def serve(
 
     try:
         config = config_from_overrides(PipelineConfig, [f"profile={profile}", *(overrides or [])])
+        preflight.check_run(PipelineConfig)
+        preflight.check_prefect()
     except ConfigError as err:
         fail(str(err))
     console.print(f"serving {len(COMMANDS)} deployments; pipeline schedule: {cron!r} (UTC)")

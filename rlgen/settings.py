@@ -18,6 +18,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Our loggers show up in Prefect's run logs (and the UI) next to Prefect's own.
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "models,tasks,flows,rlgen")
+# ... and outside a flow run (plain functions, tests, benchmarks) they log locally without a warning.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 def project_root() -> Path:
@@ -40,3 +42,10 @@ def data_dir() -> Path:
     if path := os.environ.get("RLGEN_DATA_DIR"):
         return Path(path).expanduser().resolve()
     return project_root() / "data"
+
+
+def checkpoints_dir() -> Path:
+    """Resumable training checkpoints, one folder per MLflow run: `checkpoints/<run_id>/` under the rlgen home."""
+    if path := os.environ.get("RLGEN_CHECKPOINT_DIR"):
+        return Path(path).expanduser().resolve()
+    return project_root() / "checkpoints"

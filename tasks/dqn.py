@@ -17,14 +17,14 @@ from prefect import task
 from prefect.runtime import task_run
 
 from models import dqn
-from models.common import seed_everything
+from models.common import autocast, compile_modules, seed_everything
 from rlgen.config import DQNConfig
 from tasks import promotion, tracking
-from tasks.checkpoint import load_checkpoint, save_checkpoint
+from tasks.checkpoint import TrainingSession, load_checkpoint, save_checkpoint
 from tasks.envs import EVAL_WAVE, EnvSpec, describe_env, env_settings, episode_seeds, make_vector_env
-from tasks.export import check_parity, script_module
+from tasks.export import check_parity, export_checked_programs, script_module
 from tasks.plots import histogram, learning_curve, moving_average
-from tasks.progress import MetricRecorder, fan_out, progress_bar
+from tasks.progress import fan_out, progress_bar
 from tasks.runs import training_device
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoints/dqn.pt"
 POLICY_DIR = "policy"
 POLICY_FILE = "policy.pt"
+PROGRAM_FILE = "policy.pt2"  # forward (actions); its q_values in policy.q_values.pt2
 
 
 class TrainOutput(NamedTuple):
@@ -84,16 +85,21 @@ def _train(cfg: DQNConfig, spec: EnvSpec, run_id: str, workdir: Path) -> TrainOu
         network.train()
         return float(returns.mean())
 
-    recorder, logger = MetricRecorder(), tracking.MetricLogger(run_id)
+    session = TrainingSession(cfg, run_id, {"q_network": q_network})
+    if cfg.compile:
+        compile_modules(q_network)
     envs = make_vector_env(cfg, cfg.num_envs)
     started = time.perf_counter()
     try:
-        with progress_bar(cfg.total_steps, f"dqn {cfg.env_id}", ("rl/episodic_return", "rl/epsilon", "val/mean_return")) as bar:
-            result = dqn.fit(cfg, envs, q_network, device, fan_out(recorder, logger, bar), validate, spec.solve_threshold)
+        with autocast(device, cfg.amp), progress_bar(cfg.total_steps, f"dqn {cfg.env_id}", ("rl/episodic_return", "rl/epsilon", "val/mean_return")) as bar:
+            on_metrics = fan_out(session.recorder, session.logger, bar)
+            result = session.run(
+                lambda start: dqn.fit(cfg, envs, q_network, device, on_metrics, validate, spec.solve_threshold, session.after_step, start),
+                None, "lower lr or max_grad_norm",
+            )
     finally:
         envs.close()
         val_envs.close()
-        logger.flush()
     seconds = time.perf_counter() - started
 
     summary = {
@@ -101,7 +107,7 @@ def _train(cfg: DQNConfig, spec: EnvSpec, run_id: str, workdir: Path) -> TrainOu
         "train/episodes": result.episodes,
         "train/updates": result.updates,
         "train/seconds": seconds,
-        "perf/steps_per_sec": result.steps / seconds,
+        "perf/steps_per_sec": (result.steps - session.start_step) / seconds,
     }
     if result.solved_step is not None:
         summary["train/solved_step"] = result.solved_step
@@ -115,16 +121,16 @@ def _train(cfg: DQNConfig, spec: EnvSpec, run_id: str, workdir: Path) -> TrainOu
         "step": result.steps,
     })
     tracking.log_artifact(run_id, checkpoint, "checkpoints")
-    returns = recorder.history["rl/episodic_return"]
+    returns = session.recorder.history["rl/episodic_return"]
     curve = learning_curve(
         {
             "return": {
                 "episode": returns,
                 "mean of last 20": moving_average(returns, 20),
-                "validation (greedy)": recorder.history["val/mean_return"],
+                "validation (greedy)": session.recorder.history["val/mean_return"],
             },
-            "Huber loss": {"train/loss": recorder.history["train/loss"]},
-            "epsilon": {"rl/epsilon": recorder.history["rl/epsilon"]},
+            "Huber loss": {"train/loss": session.recorder.history["train/loss"]},
+            "epsilon": {"rl/epsilon": session.recorder.history["rl/epsilon"]},
         },
         workdir / "learning_curve.png",
         title=f"DQN on {cfg.env_id} ({cfg.obs_mode}), seed {cfg.seed}",
@@ -180,7 +186,7 @@ def _evaluate(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput, workdir: Path
 
 
 def export(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput) -> str:
-    """TorchScript of the greedy policy, parity-checked in a fresh process, logged under policy/."""
+    """TorchScript of the greedy policy and its .pt2 programs (actions, Q-values), parity-checked in fresh processes, logged under policy/."""
     with tracking.temp_dir() as tmp:
         return _export(cfg, spec, trained, Path(tmp))
 
@@ -216,7 +222,21 @@ def _export(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput, workdir: Path) 
             f"TorchScript export of {cfg.registered_name} does not match the eager model: max |dQ| = "
             f"{q_parity.max_abs_diff:.3g} (limit 1e-5), actions identical: {action_parity.outputs_equal}"
         )
-    tracking.log_artifact(trained.run_id, path, POLICY_DIR)
+    program = export_checked_programs(policy, inputs, workdir / PROGRAM_FILE, metadata, {"q_values": q_values, "forward": actions})
+    tracking.set_tags(trained.run_id, program.tags())
+    if program.paths:
+        q_parity, action_parity = program.parity["q_values"], program.parity["forward"]
+        tracking.log_metrics(trained.run_id, {
+            "export/pt2_max_abs_diff": q_parity.max_abs_diff,
+            "export/pt2_actions_match": float(action_parity.outputs_equal),
+        }, step=trained.steps)
+        if not (q_parity.max_abs_diff <= 1e-5 and action_parity.outputs_equal):
+            raise RuntimeError(
+                f".pt2 export of {cfg.registered_name} does not match the eager model: max |dQ| = "
+                f"{q_parity.max_abs_diff:.3g} (limit 1e-5), actions identical: {action_parity.outputs_equal}"
+            )
+    for file in (path, *program.paths):
+        tracking.log_artifact(trained.run_id, file, POLICY_DIR)
     return POLICY_DIR
 
 

@@ -54,7 +54,10 @@ def train(cfg: GANConfig, prepared: PreparedData, run_id: str) -> images.ImageTr
         generator.train()
         images.log_image(run_id, grid, f"samples/epoch_{epoch:03d}.png", nrow=8)
 
-    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/d_loss", "train/g_loss"))
+    result, recorder, seconds = images.run_fit(
+        cfg, run_id, data, step_fn, on_epoch_end, ("train/d_loss", "train/g_loss"),
+        {"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d},
+    )
     h = recorder.history
     curves = {
         "loss": {"discriminator": h["train/d_loss"], "generator": h["train/g_loss"]},

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from models.common import to_device  # noqa: E402
 from rlgen import settings  # noqa: E402
 from tasks.checkpoint import save_checkpoint  # noqa: E402
 
@@ -50,6 +51,16 @@ DATASETS = {
 
 class DataError(ValueError):
     """A data file is missing, truncated or corrupt, or files disagree; the message names the file and the fix."""
+
+
+class DownloadError(DataError):
+    """Fetching a dataset over the network failed: the one data error that a retry may cure."""
+
+
+def retry_only_downloads(task: object, task_run: object, state: object) -> bool:
+    """Prefect retry condition of the data tasks: retry a failed download, never bad local data or a bad config."""
+    error = getattr(state, "data", None)
+    return isinstance(error, DownloadError) or not isinstance(error, ValueError)
 
 
 class SplitIndices(NamedTuple):
@@ -161,7 +172,7 @@ def download_dataset(dataset: str, root: Path) -> Path:
     try:
         getattr(torchvision.datasets, spec.folder)(str(root), train=False, download=True)
     except (RuntimeError, OSError) as err:
-        raise DataError(f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {str(err).strip()}. "
+        raise DownloadError(f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {str(err).strip()}. "
                         "Check the network, or pass --set data_dir=<folder with the IDX files> to work offline") from None
     return root / spec.folder / "raw"
 
@@ -289,7 +300,7 @@ def _check_consistent(spec: DatasetSpec, files: dict[str, Path], arrays: dict[st
 def load_prepared(path: Path, device: torch.device | str = "cpu") -> dict[str, Tensor]:
     """The six tensors of a file written by prepare(): images uint8 (N, 1, H, W), labels int64 (N,)."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"prepared data {path} does not exist; run prepare() to create it") from None
     except Exception as err:
@@ -299,7 +310,7 @@ def load_prepared(path: Path, device: torch.device | str = "cpu") -> dict[str, T
     if missing:
         raise DataError(f"{path} lacks {', '.join(missing)}; expected a file written by prepare(). Delete it and "
                         "run prepare() again")
-    return {k: payload[k] for k in TENSOR_KEYS}
+    return {k: to_device(payload[k], device) for k in TENSOR_KEYS}
 
 
 def kurtosis(values: Tensor) -> float:

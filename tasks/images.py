@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from prefect import task
@@ -18,19 +18,20 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from models import fid, lenet
-from models.common import seed_everything
-from models.image_fit import ImageFitResult, NonFiniteLoss, fit_images, total_steps
+from models.common import autocast, compile_modules, seed_everything
+from models.image_fit import ImageFitResult, fit_images, total_steps
 from rlgen.config import ImageConfig
 from rlgen.settings import data_dir
 from tasks import promotion, tracking
-from tasks.checkpoint import load_checkpoint, save_checkpoint
-from tasks.export import check_parity, script_module
+from tasks.checkpoint import TrainingSession, load_checkpoint, save_checkpoint
+from tasks.export import check_parity, export_checked_programs, script_module
 from tasks.image_data import (
     PreparedData,
     data_report,
     dataset_spec,
     load_prepared,
     prepare,
+    retry_only_downloads,
 )
 from tasks.plots import confusion_matrix_plot, learning_curve
 from tasks.progress import MetricRecorder, fan_out, progress_bar
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 Generate = Callable[[Tensor, Tensor], Tensor]  # (z, y) -> images (B, 1, 28, 28) in [0, 1]
 EXPORT_DIR = "model"
 EXPORT_FILE = "model.pt"
+PROGRAM_FILE = "model.pt2"  # the same forward as a torch.export program
 
 
 class EvaluatorRef(NamedTuple):
@@ -114,7 +116,7 @@ def train_evaluator(cfg: ImageConfig, prepared: PreparedData, run_id: str) -> fl
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     logger = tracking.MetricLogger(run_id)
     fit_images(lambda x, y: lenet.train_step(model, optimizer, x, y), data["train_images"], data["train_labels"], 128, cfg.lenet_epochs, logger)
-    logger.flush()
+    logger.close()
     test_x = data["test_images"].float() / 255.0
     logits = lenet.predict_logits(model, test_x)
     accuracy = float((logits.argmax(1) == data["test_labels"]).float().mean())
@@ -217,32 +219,38 @@ def run_fit(
     step_fn: Callable[[Tensor, Tensor], dict[str, Tensor]],
     on_epoch_end: Callable[[int, int, Callable[[int, dict[str, float]], None]], None],
     shown: tuple[str, ...],
+    objects: dict[str, Any],
 ) -> tuple[ImageFitResult, MetricRecorder, float]:
-    """Train with a progress bar, metrics batched into MLflow and kept in memory for the plots."""
-    recorder, logger = MetricRecorder(), tracking.MetricLogger(run_id)
-    n = data["train_images"].shape[0]
-    budget = total_steps(n, cfg.batch_size, cfg.epochs, cfg.max_steps)
+    """Train with a progress bar, metrics batched into MLflow and kept in memory for the plots.
+
+    `objects` (models, optimizers, training buffers) go into a checkpoint every `checkpoint_every` steps
+    and when the user stops the run; a run that has a checkpoint (a retry, or --resume) goes on from it.
+    """
+    session = TrainingSession(cfg, run_id, objects)
+    budget = total_steps(data["train_images"].shape[0], cfg.batch_size, cfg.epochs, cfg.max_steps)
+    if cfg.compile:
+        compile_modules(*(m for m in objects.values() if isinstance(m, torch.nn.Module)))
     started = time.perf_counter()
-    try:
-        with progress_bar(budget, f"{cfg.registered_name}", shown) as bar:
-            on_metrics = fan_out(recorder, logger, bar)
-            result = fit_images(
+    with autocast(data["train_images"].device, cfg.amp), progress_bar(budget, cfg.registered_name, shown) as bar:
+        on_metrics = fan_out(session.recorder, session.logger, bar)
+
+        def fit(start: dict | None) -> ImageFitResult:
+            return fit_images(
                 step_fn, data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, on_metrics,
                 on_epoch_end=lambda epoch, step: on_epoch_end(epoch, step, on_metrics), max_steps=cfg.max_steps,
+                after_step=session.after_step, start=start,
             )
-    except NonFiniteLoss as err:
-        raise NonFiniteLoss(
-            f"{cfg.registered_name}: {err}; training stopped and the run is marked FAILED (no checkpoint is written "
-            "before training ends, so nothing to resume from); lower the learning rate or check the data"
-        ) from None
-    finally:
-        logger.flush()
+
+        def done(result: ImageFitResult) -> tuple[int, dict]:
+            return result.steps, {"step": result.steps, "epoch": result.epochs + 1, "batch": 0, "order": torch.zeros(0)}
+
+        result = session.run(fit, done, "lower the learning rate or check the data")
     seconds = time.perf_counter() - started
     tracking.log_metrics(run_id, {
         "train/steps": result.steps, "train/epochs": result.epochs, "train/seconds": seconds,
         "perf/images_per_sec": result.images_seen / seconds,
     }, step=result.steps)
-    return result, recorder, seconds
+    return result, session.recorder, seconds
 
 
 def finish_training(
@@ -281,9 +289,10 @@ def generator_inputs(cfg: ImageConfig, latent_dim: int, n: int = 32) -> tuple[Te
 
 
 def export_module(cfg: ImageConfig, module: torch.nn.Module, inputs: tuple[Tensor, ...], run_id: str, step: int, extra: dict) -> str:
-    """TorchScript of `module`, parity-checked on `inputs` in a fresh process, logged under model/.
+    """TorchScript and .pt2 (torch.export, where it can trace the module) of `module`, each parity-checked
+    on `inputs` in a fresh process, logged under model/.
 
-    The metadata embedded in the file (family, variant, dataset, classes, config, plus `extra`) is all
+    The metadata embedded in the files (family, variant, dataset, classes, config, plus `extra`) is all
     that `rlgen sample` and `rlgen score` need besides the file itself.
     """
     module = module.eval().cpu()
@@ -307,7 +316,15 @@ def export_module(cfg: ImageConfig, module: torch.nn.Module, inputs: tuple[Tenso
                 f"TorchScript export of {cfg.registered_name} does not match the eager model: "
                 f"max |difference| = {parity.max_abs_diff:.3g} (limit 1e-5)"
             )
-        tracking.log_artifact(run_id, path, EXPORT_DIR)
+        program = export_checked_programs(module, inputs, Path(tmp) / PROGRAM_FILE, metadata, {"forward": expected})
+        tracking.set_tags(run_id, program.tags())
+        if program.paths:
+            diff = program.parity["forward"].max_abs_diff
+            tracking.log_metrics(run_id, {"export/pt2_max_abs_diff": diff}, step=step)
+            if diff > 1e-5:
+                raise RuntimeError(f".pt2 export of {cfg.registered_name} does not match the eager model: max |difference| = {diff:.3g} (limit 1e-5)")
+        for file in (path, *program.paths):
+            tracking.log_artifact(run_id, file, EXPORT_DIR)
     return EXPORT_DIR
 
 
@@ -342,7 +359,7 @@ def flow_result(trained: ImageTrainOutput, metrics: dict[str, float], version: t
 # changed file can never be served from a stale Prefect cache keyed on the inputs.
 
 
-@task(name="image-prepare-data", retries=2, retry_delay_seconds=5)
+@task(name="image-prepare-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_only_downloads)
 def prepare_data_task(cfg: ImageConfig) -> PreparedData:
     return prepare_data(cfg)
 

@@ -68,6 +68,12 @@ class Steps:
     def __init__(self, name: str) -> None:
         self.name, self.step = name, 0
 
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.step = state["step"]
+
     def __call__(self, fn: Callable[[Tensor, Tensor], dict[str, Tensor]]) -> Callable[[Tensor, Tensor], dict[str, Tensor]]:
         def counted(x: Tensor, y: Tensor) -> dict[str, Tensor]:
             self.step += 1
@@ -111,7 +117,9 @@ def train_descriptor(cfg: DescriptorConfig, prepared: PreparedData, run_id: str)
     tracking.log_params(run_id, {"model.descriptor_parameters": sum(p.numel() for p in descriptor.parameters()), "device.resolved": str(device)})
     tracking.set_tags(run_id, {"rlgen.metric_notes": GAP_NOTE})
 
-    @Steps(cfg.registered_name)
+    steps = Steps(cfg.registered_name)
+
+    @steps
     def step_fn(x: Tensor, y: Tensor) -> dict[str, Tensor]:
         x0, slots = starts.draw(len(x))
         synth, _ = synthesize(cfg, descriptor, x0)
@@ -123,7 +131,8 @@ def train_descriptor(cfg: DescriptorConfig, prepared: PreparedData, run_id: str)
         images.log_image(run_id, gan.to_unit(synth).clamp(0, 1), f"samples/epoch_{epoch:03d}.png", nrow=8)
         log_chains(cfg, run_id, descriptor, grid_starts[:8], f"chains/epoch_{epoch:03d}.png")
 
-    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/f_real", "train/f_synth"))
+    objects = {"descriptor": descriptor, "optimizer": optimizer, "steps": steps} | ({"chain_buffer": starts.buffer} if starts.buffer is not None else {})
+    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/f_real", "train/f_synth"), objects)
     state = {"model": descriptor.state_dict(), "mean_image": mean_image.cpu()}
     return images.finish_training(cfg, run_id, state, result, seconds, score_curves(recorder.history), "descriptor.pt")
 
@@ -142,7 +151,9 @@ def train_generator(cfg: GeneratorConfig, prepared: PreparedData, run_id: str) -
     # fit_images hands each step the batch's "labels": here the images' row numbers, to look up their z
     indexed = {**data, "train_labels": torch.arange(n, device=device)}
 
-    @Steps(cfg.registered_name)
+    steps = Steps(cfg.registered_name)
+
+    @steps
     def step_fn(x: Tensor, rows: Tensor) -> dict[str, Tensor]:
         target = gan.from_unit(x)
         z = infer(cfg, generator, latents[rows], target, cfg.infer_steps)
@@ -154,7 +165,8 @@ def train_generator(cfg: GeneratorConfig, prepared: PreparedData, run_id: str) -
             grid = gan.to_unit(generator(fixed_z))  # batch statistics of the prior batch (train mode)
         images.log_image(run_id, grid, f"samples/epoch_{epoch:03d}.png", nrow=8)
 
-    result, recorder, seconds = images.run_fit(cfg, run_id, indexed, step_fn, on_epoch_end, ("train/recon_mse",))
+    objects = {"generator": generator, "optimizer": optimizer, "latents": latents, "steps": steps}
+    result, recorder, seconds = images.run_fit(cfg, run_id, indexed, step_fn, on_epoch_end, ("train/recon_mse",), objects)
     langevin.calibrate_batch_norm(generator, cfg.latent_dim, device)
     h = recorder.history
     curves = {"reconstruction (per pixel)": {"mse": h["train/recon_mse"]}, "generator loss": {"loss": h["train/g_loss"]}}
@@ -177,7 +189,9 @@ def train_coop(cfg: CoopConfig, prepared: PreparedData, run_id: str) -> images.I
     })
     tracking.set_tags(run_id, {"rlgen.metric_notes": GAP_NOTE})
 
-    @Steps(cfg.registered_name)
+    steps = Steps(cfg.registered_name)
+
+    @steps
     def step_fn(x: Tensor, y: Tensor) -> dict[str, Tensor]:
         z = torch.randn(len(x), cfg.latent_dim, device=device)
         with torch.no_grad():
@@ -195,7 +209,8 @@ def train_coop(cfg: CoopConfig, prepared: PreparedData, run_id: str) -> images.I
         images.log_image(run_id, gan.to_unit(revised).clamp(0, 1), f"samples/epoch_{epoch:03d}.png", nrow=8)
         log_chains(cfg, run_id, descriptor, proposed[:8], f"chains/epoch_{epoch:03d}.png")
 
-    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/f_real", "train/recon_mse"))
+    objects = {"descriptor": descriptor, "generator": generator, "opt_d": opt_d, "opt_g": opt_g, "steps": steps}
+    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/f_real", "train/recon_mse"), objects)
     langevin.calibrate_batch_norm(generator, cfg.latent_dim, device)
     curves = score_curves(recorder.history) | {"generator's fit to the revised images (per pixel)": {"mse": recorder.history["train/recon_mse"]}}
     state = {"model": generator.state_dict(), "descriptor": descriptor.state_dict()}

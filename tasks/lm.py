@@ -13,12 +13,13 @@ import torch
 from prefect import task
 
 from models import lm
-from models.common import seed_everything
+from models.common import autocast, compile_modules, seed_everything
 from rlgen.config import ConfigError, LMConfig
 from rlgen.settings import data_dir
 from tasks import promotion, tracking
-from tasks.checkpoint import load_checkpoint, save_checkpoint
-from tasks.export import check_parity, script_module
+from tasks.checkpoint import TrainingSession, load_checkpoint, save_checkpoint
+from tasks.export import check_parity, export_checked_programs, script_module
+from tasks.image_data import retry_only_downloads
 from tasks.lm_data import (
     PreparedCorpus,
     Vocabulary,
@@ -28,12 +29,13 @@ from tasks.lm_data import (
     prepare_corpus,
 )
 from tasks.plots import learning_curve
-from tasks.progress import MetricRecorder, fan_out, progress_bar
+from tasks.progress import fan_out, progress_bar
 from tasks.runs import training_device
 
 log = logging.getLogger(__name__)
 
 EXPORT_DIR, EXPORT_FILE, VOCAB_FILE = "model", "model.pt", "vocab.json"
+PROGRAM_FILE = "model.pt2"  # one step (T = 1) of forward: torch.export unrolls nn.LSTM/GRU over a fixed length
 CHECKPOINT = "checkpoints/lm.pt"
 TEMPERATURES = (0.5, 0.8, 1.0)
 PROMPTS = {"tinyshakespeare": ("ROMEO:", "First Citizen:\n", "KING HENRY VI:\nWhat"), "wikitext-2": ("The", "= Valkyria Chronicles", "In 1914 , the")}
@@ -111,20 +113,24 @@ def train(cfg: LMConfig, prepared: PreparedCorpus, run_id: str) -> LMTrainOutput
         text = generate(model, vocab, first_prompt, cfg.sample_tokens, 0.8, cfg.seed)
         tracking.log_text(run_id, f"step {step}, validation loss {loss:.4f} nats/token, temperature 0.8\n\n{text}\n", f"samples/epoch_{epoch:03d}_step_{step:06d}.txt")
 
+    if cfg.compile:
+        compile_modules(model)
+    session = TrainingSession(cfg, run_id, {"model": model, "optimizer": optimizer})
     budget = min(cfg.epochs * lm.windows_per_pass(streams, cfg.bptt), cfg.max_steps or 1 << 62)
-    recorder, logger = MetricRecorder(), tracking.MetricLogger(run_id)
-    try:
-        with progress_bar(budget, cfg.registered_name, ("train/loss", "val/loss", "perf/tokens_per_sec")) as bar:
-            result = lm.fit(model, optimizer, streams, data["valid"], bptt=cfg.bptt, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
-                            anneal=cfg.anneal, patience=cfg.patience, eval_every=cfg.eval_every, eval_batch_size=cfg.eval_batch_size,
-                            on_metrics=fan_out(recorder, logger, bar), on_validation=on_validation, log_every=cfg.log_every)
-    finally:
-        logger.flush()
-    tokens_per_sec = result.tokens / result.train_seconds
+    with autocast(device, cfg.amp), progress_bar(budget, cfg.registered_name, ("train/loss", "val/loss", "perf/tokens_per_sec")) as bar:
+        on_metrics = fan_out(session.recorder, session.logger, bar)
+        result = session.run(
+            lambda start: lm.fit(model, optimizer, streams, data["valid"], bptt=cfg.bptt, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                                 clip=cfg.clip, anneal=cfg.anneal, patience=cfg.patience, eval_every=cfg.eval_every,
+                                 eval_batch_size=cfg.eval_batch_size, on_metrics=on_metrics, on_validation=on_validation,
+                                 log_every=cfg.log_every, after_step=session.after_step, start=start),
+            lambda result: (result.steps, result.position), "lower lr or clip harder",
+        )
+    tokens_per_sec = (result.tokens - (session.start["tokens"] if session.start else 0)) / result.train_seconds  # this session's tokens only
     tracking.log_metrics(run_id, {"train/steps": result.steps, "train/epochs": result.epochs, "train/seconds": result.train_seconds,
                                   "train/tokens": result.tokens, "train/best_val_loss": result.best_val_loss, "train/best_step": result.best_step,
                                   "train/stopped_early": float(result.stopped_early), "perf/tokens_per_sec": tokens_per_sec}, step=result.steps)
-    h = recorder.history
+    h = session.recorder.history
     curves = {"loss (nats/token)": {"train (mean since last log)": h["train/loss"], "validation": h["val/loss"]}, "learning rate": {"lr": h["train/lr"]}}
     with tracking.temp_dir() as tmp:
         state = {"config": cfg.model_dump(mode="json"), "model": result.best_state, "optimizer": optimizer.state_dict(), "step": result.best_step, "vocab_size": len(vocab)}
@@ -175,7 +181,7 @@ def evaluate(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) ->
 
 
 def export(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) -> str:
-    """TorchScript of LMExport with the vocabulary embedded, parity-checked with a non-zero state in a fresh process."""
+    """TorchScript of LMExport, and its one-token step as .pt2, with the vocabulary embedded, parity-checked with a non-zero state in fresh processes."""
     vocab = load_vocabulary(prepared.vocab_path)
     module = lm.LMExport(load_model(cfg, trained, len(vocab), torch.device("cpu"))).eval()
     valid = load_corpus(prepared.path)["valid"]
@@ -184,6 +190,7 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) -> s
     with torch.no_grad():
         _, h, c = module(warm, *module.initial_state(2))  # a state that is not zero
         expected = {"log_probs": module.log_probs(tokens, h, c), "state": module.state(tokens, h, c)}
+        step = module(tokens[:, :1], h, c)  # (B, 1, V), h, c
     metadata = {
         "family": cfg.family, "level": cfg.level, "corpus": cfg.corpus, "cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden,
         "vocab_size": len(vocab), "vocab": vocab.to_json(), "output": "log_probs",
@@ -198,7 +205,18 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: LMTrainOutput) -> s
         if max(diffs.values()) > PARITY_LIMIT:
             raise RuntimeError(f"TorchScript export of {cfg.registered_name} does not match the eager model: log-probabilities differ by "
                                f"{diffs['export/max_abs_diff']:.3g} and the state by {diffs['export/state_max_abs_diff']:.3g} (limit {PARITY_LIMIT:g})")
-        tracking.log_artifact(trained.run_id, path, EXPORT_DIR)
+        step_interface = "forward(tokens (B, 1) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, 1, V), h, c): one token per call"
+        program = export_checked_programs(module, (tokens[:, :1], h, c), Path(tmp) / PROGRAM_FILE, {**metadata, "interface": step_interface},
+                                          {"forward": step}, batch_dims=(0, 1, 1))
+        tracking.set_tags(trained.run_id, program.tags())
+        if program.paths:
+            diff = program.parity["forward"].max_abs_diff  # log-probabilities and state
+            tracking.log_metrics(trained.run_id, {"export/pt2_max_abs_diff": diff}, step=trained.steps)
+            if diff > PARITY_LIMIT:
+                raise RuntimeError(f".pt2 export of {cfg.registered_name} does not match the eager model: log-probabilities or state differ by "
+                                   f"{diff:.3g} (limit {PARITY_LIMIT:g})")
+        for file in (path, *program.paths):
+            tracking.log_artifact(trained.run_id, file, EXPORT_DIR)
         tracking.log_artifact(trained.run_id, Path(shutil.copy(prepared.vocab_path, Path(tmp) / VOCAB_FILE)), EXPORT_DIR)
     return EXPORT_DIR
 
@@ -231,7 +249,7 @@ def summarize(parent_id: str, trained: LMTrainOutput, metrics: dict[str, float],
 # Like the image data, the corpus needs no Prefect cache policy: prepare_corpus keys its cache by content hash.
 
 
-@task(name="lm-prepare-data", retries=2, retry_delay_seconds=5)
+@task(name="lm-prepare-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_only_downloads)
 def prepare_data_task(cfg: LMConfig) -> PreparedCorpus:
     return prepare_data(cfg)
 

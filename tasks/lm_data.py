@@ -26,8 +26,9 @@ import torch
 from torch import Tensor
 
 from models import lm
+from models.common import to_device
 from tasks.checkpoint import save_checkpoint
-from tasks.image_data import DataError
+from tasks.image_data import DataError, DownloadError
 
 CACHE_FORMAT = 1  # part of every cache key: bump it when tokenization or splitting changes
 ROLES = ("train", "valid", "test")
@@ -220,7 +221,7 @@ def download(corpus: str, root: Path, url: str | None = None) -> Path:
         with urllib.request.urlopen(url or spec.url, timeout=60) as response:
             payload = response.read()
     except OSError as err:
-        raise DataError(f"Downloading {spec.display} from {url or spec.url} failed ({err}); check the network, or pass "
+        raise DownloadError(f"Downloading {spec.display} from {url or spec.url} failed ({err}); check the network, or pass "
                         f"--set corpus_path=<file or folder> to read a local copy") from None
     if spec.level == "char":
         contents = {"input.txt": payload}
@@ -230,11 +231,11 @@ def download(corpus: str, root: Path, url: str | None = None) -> Path:
                 members = {Path(n).name: n for n in archive.namelist()}
                 contents = {f"{role}.txt": archive.read(members[f"wiki.{role}.tokens"]) for role in ROLES}
         except (zipfile.BadZipFile, KeyError) as err:
-            raise DataError(f"{url or spec.url} is not the WikiText-2 zip ({err}); expected wiki.{{train,valid,test}}.tokens") from None
+            raise DownloadError(f"{url or spec.url} is not the WikiText-2 zip ({err}); expected wiki.{{train,valid,test}}.tokens") from None
     for name, data in contents.items():
         expected, got = spec.sha256.get(name), hashlib.sha256(data).hexdigest()
         if expected is not None and got != expected:
-            raise DataError(f"the downloaded {spec.display} {name} has SHA-256 {got}, expected {expected}; nothing was "
+            raise DownloadError(f"the downloaded {spec.display} {name} has SHA-256 {got}, expected {expected}; nothing was "
                             "written. Try again later, or pass --set corpus_path=<a verified local copy>")
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in contents.items():
@@ -315,14 +316,14 @@ def prepare_corpus(level: str, corpus: str, corpus_path: Path | None, cache_dir:
 def load_corpus(path: Path, device: torch.device | str = "cpu") -> dict[str, Tensor]:
     """The train/valid/test token ids (N,) int64 of a file written by prepare_corpus, on `device`."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"prepared corpus {path} does not exist; run prepare_corpus() to create it") from None
     except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise DataError(f"{path} is not a readable prepared corpus ({err.__class__.__name__}: {err}); delete it and prepare again") from None
     if not isinstance(payload, dict) or not all(isinstance(payload.get(r), Tensor) for r in ROLES):
         raise DataError(f"{path} lacks the train/valid/test token tensors; delete it and prepare again")
-    return {role: payload[role] for role in ROLES}
+    return {role: to_device(payload[role], device) for role in ROLES}
 
 
 def load_vocabulary(path: Path) -> Vocabulary:

@@ -18,6 +18,7 @@ from prefect.futures import PrefectFuture
 from rlgen.config.pipeline import BRANCHES, IMAGE_FAMILIES, PipelineConfig
 from rlgen.registry import model_spec
 from tasks import images
+from tasks.checkpoint import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,8 @@ def run_branches(cfg: PipelineConfig, parent_id: str, poll: float = 0.5) -> list
     not raised, so that the others finish and the report shows it."""
     pending, running, results = list(cfg.models), {}, {}
     started: dict[str, float] = {}
-    while pending or running:
-        while pending and len(running) < cfg.concurrency:
+    while running or (pending and not stop_requested()):
+        while pending and len(running) < cfg.concurrency and not stop_requested():
             name = pending.pop(0)
             started[name] = time.perf_counter()
             running[name] = branch_task.submit(cfg, name, parent_id)
@@ -82,6 +83,8 @@ def run_branches(cfg: PipelineConfig, parent_id: str, poll: float = 0.5) -> list
             if future.state.is_final():
                 results[name] = finish(name, future, time.perf_counter() - started.pop(name))
                 del running[name]
+    for name in pending:  # not started: the user stopped the pipeline (Ctrl-C, SIGTERM)
+        results[name] = BranchResult(name, BRANCHES[name].family, False, 0.0, {}, "not started: the pipeline was stopped")
     return [results[name] for name in cfg.models]
 
 

@@ -18,6 +18,7 @@ from prefect import task
 from tasks import tracking
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+DECIDED = "rlgen.decision"  # the version tag written last, once a version's alias is set
 _lock = threading.Lock()  # concurrent pipeline branches promote different names, but never race on one
 
 
@@ -85,13 +86,19 @@ def promote(version: tracking.ModelVersion, family: str, metrics: dict[str, floa
     """Give the new `version` the champion or the challenger alias, and tag it with the decision."""
     primary = PRIMARY[family]
     value = float(metrics.get(primary.metric, float("nan")))
+    # Another process (a second pipeline run on the same store) may be promoting an earlier version of
+    # this model right now: decide after it, against the champion it leaves, never both as "first version".
+    tracking.wait_for_earlier_versions(version.name, version.version, DECIDED)
     with _lock:
         champion = tracking.alias_version(version.name, CHAMPION)
         promote_it, incumbent, reason = decide(family, value, evaluation, dict(champion.tags) if champion else None)
         alias = CHAMPION if promote_it else CHALLENGER
         decision = Decision(version.name, version.version, alias, primary.metric, value, str(champion.version) if champion else None, incumbent, reason)
-        tracking.tag_version(version.name, version.version, {**decision.as_tags(), "rlgen.evaluation": evaluation})
+        tags = {**decision.as_tags(), "rlgen.evaluation": evaluation}
+        decided = tags.pop(DECIDED)
+        tracking.tag_version(version.name, version.version, tags)
         tracking.set_alias(version.name, alias, version.version)
+        tracking.tag_version(version.name, version.version, {DECIDED: decided})  # last: later versions wait for it
     tracking.set_tags(version.run_id, decision.as_tags())
     return decision
 

@@ -44,10 +44,35 @@ def is_embedded() -> bool:
 
 
 def client() -> MlflowClient:
-    """A client on the configured store (the embedded store's folder is created on first use)."""
-    if is_embedded():
-        mlruns_dir().mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    """A client on the configured store (the embedded store is created on first use)."""
+    uri = tracking_uri()
+    if is_embedded() and uri not in _stores_ready:
+        _open_embedded_store(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_stores_ready: set[str] = set()  # embedded stores this process has opened (MLflow caches a store per URI)
+_stores_lock = threading.Lock()
+
+
+def _open_embedded_store(uri: str) -> None:
+    """Open the SQLite store at `uri`, creating its tables, while holding a lock file beside it.
+
+    MLflow creates a new store's tables (and migrates them) unguarded: two processes that open a new
+    store at once break each other ("table _alembic_tmp_metrics already exists"). Two pipeline runs
+    started together do, so every process opens the store under an exclusive lock, one at a time.
+    """
+    import fcntl  # POSIX (Linux, macOS): imported here so that importing this module works everywhere
+
+    folder = mlruns_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _stores_lock, (folder / ".store.lock").open("w") as lock:
+        if uri in _stores_ready:  # another thread opened it meanwhile
+            return
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)  # the tracking store: created or checked
+        mlflow.search_registered_models(max_results=1)  # the registry store: likewise
+        _stores_ready.add(uri)
 
 
 def experiment_id(name: str) -> str:
@@ -67,8 +92,10 @@ def experiment_id(name: str) -> str:
 
 
 @contextmanager
-def run(experiment: str, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None) -> Iterator[str]:
-    """Open a run (a child of `parent_id` if given), yield its id, and always close it.
+def run(
+    experiment: str, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None, reopen: str | None = None
+) -> Iterator[str]:
+    """Open a run (a child of `parent_id` if given), or `reopen` an existing one; yield its id; always close it.
 
     The run ends FINISHED on success, FAILED on an error (an Exception), and KILLED on an
     interruption: any other BaseException (Ctrl-C, SystemExit, Prefect's TerminationSignal).
@@ -77,7 +104,12 @@ def run(experiment: str, name: str, tags: dict[str, str] | None = None, parent_i
     if parent_id:
         all_tags[PARENT_TAG] = parent_id
     mlflow = client()
-    run_id = mlflow.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
+    if reopen is None:
+        run_id = mlflow.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
+    else:
+        run_id = reopen
+        mlflow.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        mlflow.set_tag(run_id, "rlgen.resumed", str(int(mlflow.get_run(run_id).data.tags.get("rlgen.resumed", "0")) + 1))
     status = RunStatus.FAILED
     try:
         yield run_id
@@ -89,6 +121,21 @@ def run(experiment: str, name: str, tags: dict[str, str] | None = None, parent_i
         raise
     finally:
         mlflow.set_terminated(run_id, status=RunStatus.to_string(status))
+
+
+def get_run(run_id: str) -> Any:
+    """A run's info, params, metrics and tags; raises LookupError naming the id if there is no such run."""
+    try:
+        return client().get_run(run_id)
+    except MlflowException as err:
+        raise LookupError(f"there is no MLflow run {run_id!r} in {mask_secrets(tracking_uri())}") from err
+
+
+def child_runs(run_id: str) -> list[Any]:
+    """The runs whose parent is `run_id`, oldest first."""
+    parent = client().get_run(run_id)
+    found = client().search_runs([parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'", order_by=["attributes.start_time ASC"])
+    return list(found)
 
 
 def set_tags(run_id: str, tags: dict[str, Any]) -> None:
@@ -190,33 +237,62 @@ def run_link(run_id: str) -> str:
 
 
 class MetricLogger:
-    """An `on_metrics(step, metrics)` callback that batches metrics into few MLflow writes.
+    """An `on_metrics(step, metrics)` callback that never makes training wait for MLflow.
 
-    Training calls it as often as it likes; rows go out every `flush_every` seconds and on close.
+    Calls only queue rows; a background thread sends them in batches every `flush_every` seconds.
+    `flush()` sends what is queued and returns when it is stored (checkpoints call it first, so that
+    every metric up to a checkpoint's step is in the store); `close()` flushes and stops the thread.
+    A resumed run passes `resume=True`: steps at or below each key's last stored step are dropped,
+    so replaying the steps after the checkpoint adds no duplicates and leaves no gap.
     """
 
-    def __init__(self, run_id: str, flush_every: float = 2.0) -> None:
+    def __init__(self, run_id: str, flush_every: float = 2.0, resume: bool = False) -> None:
         self.run_id = run_id
         self.flush_every = flush_every
+        self.skip_through = last_metric_steps(run_id) if resume else {}
         self._pending: list[Metric] = []
-        self._last_flush = time.monotonic()
-        self._lock = threading.Lock()
+        self._queue_lock, self._send_lock = threading.Lock(), threading.Lock()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
         self._client = client()
+        self._thread = threading.Thread(target=self._send_periodically, name=f"mlflow-metrics-{run_id[:8]}", daemon=True)
+        self._thread.start()
 
     def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"sending metrics to MLflow failed: {self._error}") from self._error
         now = int(time.time() * 1000)
-        with self._lock:
-            self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
-        if time.monotonic() - self._last_flush >= self.flush_every:
-            self.flush()
+        rows = [Metric(k, float(v), now, step) for k, v in metrics.items() if step > self.skip_through.get(k, -1)]
+        with self._queue_lock:
+            self._pending.extend(rows)
 
     def flush(self) -> None:
-        """Send what is pending (MLflow takes at most 1000 metrics per batch)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._last_flush = time.monotonic()
-        for start in range(0, len(pending), 1000):
-            self._client.log_batch(self.run_id, metrics=pending[start : start + 1000])
+        """Send what is queued (MLflow takes at most 1000 metrics per batch) and wait until it is stored."""
+        with self._send_lock:
+            with self._queue_lock:
+                pending, self._pending = self._pending, []
+            for start in range(0, len(pending), 1000):
+                self._client.log_batch(self.run_id, metrics=pending[start : start + 1000])
+
+    def close(self) -> None:
+        """Stop the background thread and send the rest."""
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def _send_periodically(self) -> None:
+        while not self._stop.wait(self.flush_every):
+            try:
+                self.flush()
+            except Exception as err:  # reported to the training thread at its next call
+                self._error = err
+                return
+
+
+def last_metric_steps(run_id: str) -> dict[str, int]:
+    """The highest step stored for each metric of a run."""
+    mlflow = client()
+    return {key: max(m.step for m in mlflow.get_metric_history(run_id, key)) for key in mlflow.get_run(run_id).data.metrics}
 
 
 def metric_history(run_id: str, key: str) -> list[tuple[int, float]]:
@@ -247,6 +323,31 @@ def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, s
     return ModelVersion(name, str(version.version), run_id, source)
 
 
+def wait_for_earlier_versions(name: str, version: str, tag: str, marker: str = "family", window: float = 300.0) -> None:
+    """Wait until each earlier version of `name` that rlgen registered (tag `marker`) has `tag`.
+
+    Processes that share a store (two pipeline runs at once, on one embedded store or one server) then
+    act on one model's versions in version order. Only versions registered up to `window` seconds
+    before `version` count, and a version whose process died before tagging it holds the others up
+    for at most `window` seconds.
+    """
+    mlflow = client()
+    created = mlflow.get_model_version(name, version).creation_timestamp
+    deadline = time.monotonic() + window
+    while True:
+        waiting = [
+            v.version
+            for v in mlflow.search_model_versions(f"name='{name}'")
+            if int(v.version) < int(version) and marker in v.tags and tag not in v.tags and created - v.creation_timestamp < window * 1000
+        ]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            log.warning("%s/%s: going on without version(s) %s, still without tag %s after %.0f s", name, version, ", ".join(waiting), tag, window)
+            return
+        time.sleep(1.0)
+
+
 def alias_version(name: str, alias: str) -> Any | None:
     """The version of `name` that holds `alias`, or None (also when the model does not exist)."""
     try:
@@ -270,11 +371,6 @@ def tag_version(name: str, version: str, tags: dict[str, str]) -> None:
 def model_versions(name: str) -> list:
     """Every version of registered model `name` (none if it does not exist)."""
     return list(client().search_model_versions(f"name='{name}'"))
-
-
-def get_run(run_id: str):
-    """A run, with its data (params, metrics, tags)."""
-    return client().get_run(run_id)
 
 
 def resolve_model(reference: str) -> tuple[str, str | None]:
@@ -305,9 +401,14 @@ def resolve_model(reference: str) -> tuple[str, str | None]:
     try:
         mlflow.get_run(reference)
     except MlflowException:
-        known = ", ".join(sorted(m.name for m in mlflow.search_registered_models())) or "none yet"
+        registered = {m.name: m for m in mlflow.search_registered_models()}
+        known = ", ".join(sorted(registered)) or "none yet"
+        if name in registered and (alias or number):  # the model exists; its alias or version does not
+            aliases = ", ".join(f"{a} (version {v})" for a, v in sorted((registered[name].aliases or {}).items())) or "none"
+            numbers = ", ".join(sorted((str(v.version) for v in mlflow.search_model_versions(f"name='{name}'")), key=int))
+            known = f"{known}; {name} has aliases: {aliases}; versions: {numbers}"
         raise LookupError(
-            f"No registered model or run called {reference!r} in {tracking_uri()}; "
+            f"No registered model or run called {reference!r} in {mask_secrets(tracking_uri())}; "
             f"registered models: {known}. Pass NAME, NAME@ALIAS, NAME/VERSION or a run id."
         ) from None
     return reference, None

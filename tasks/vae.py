@@ -62,7 +62,9 @@ def train(cfg: VAEConfig, prepared: PreparedData, run_id: str) -> images.ImageTr
             tracking.log_artifact(run_id, grid, "samples")
         model.train()
 
-    result, recorder, seconds = images.run_fit(cfg, run_id, data, step_fn, on_epoch_end, ("train/loss", "val/neg_elbo"))
+    result, recorder, seconds = images.run_fit(
+        cfg, run_id, data, step_fn, on_epoch_end, ("train/loss", "val/neg_elbo"), {"model": model, "optimizer": optimizer}
+    )
     loss = recorder.history["train/loss"]
     curves = {
         "negative ELBO (nats/image)": {"train": loss, "train, smoothed": moving_average(loss, 20), "validation": recorder.history["val/neg_elbo"]},

@@ -1,4 +1,4 @@
-"""Shared fixtures: a temporary MLflow store per test, one Prefect test server per session."""
+"""Shared fixtures: a temporary MLflow store per test, one Prefect test server and one PostgreSQL per session."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders pixel observations headless
 import rlgen.settings  # noqa: E402,F401  (environment defaults before prefect loads)
+
+import pg  # noqa: E402  (tests/pg.py: the `postgres` fixture's cluster)
 
 
 @pytest.fixture
@@ -30,6 +32,19 @@ def prefect_server() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pg.Postgres]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), removed at the end; fails if the binaries are missing."""
+    try:
+        cluster = pg.start()
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)  # the CI image has PostgreSQL 15: missing is an error, not a skip
+    try:
+        yield cluster
+    finally:
+        pg.stop(cluster)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from rlgen.cli import app
+from tasks.checkpoint import run_checkpoint_path
 
 TINY = [
     "total_steps=600", "learning_starts=200", "train_every=50", "gradient_steps=5", "hidden=32",
@@ -66,6 +67,8 @@ def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: P
     assert child.data.metrics["eval/episodes"] == 5
     assert child.data.metrics["export/max_abs_diff"] <= 1e-5
     assert child.data.metrics["export/actions_match"] == 1.0
+    assert child.data.metrics["export/pt2_max_abs_diff"] <= 1e-5 and child.data.metrics["export/pt2_actions_match"] == 1.0
+    assert child.data.tags["export/pt2"] == "policy.pt2, policy.q_values.pt2"
     assert parent.data.metrics["eval/mean_return"] == child.data.metrics["eval/mean_return"]
 
     # artifacts
@@ -76,7 +79,7 @@ def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: P
     child_id = child.info.run_id
     assert {"checkpoints/dqn.pt"} == listing(child_id, "checkpoints")
     assert {"plots/learning_curve.png"} == listing(child_id, "plots")
-    assert {"policy/policy.pt"} == listing(child_id, "policy")
+    assert {"policy/policy.pt", "policy/policy.pt2", "policy/policy.q_values.pt2"} == listing(child_id, "policy")
     assert {"evaluation/report.json", "evaluation/eval_returns.png"} == listing(child_id, "evaluation")
 
     # the registered model version points at the exported policy
@@ -132,6 +135,9 @@ def test_interrupted_training_is_recorded_as_killed(prefect_server: str, store: 
     assert process.returncode == 128 + signum, stderr
     runs = mlflow_client.search_runs([mlflow_client.get_experiment_by_name("rlgen").experiment_id])
     assert len(runs) == 2 and {r.info.status for r in runs} == {"KILLED"}
+    # it stopped at a step boundary and wrote a checkpoint there, for `rlgen run dqn --resume`
+    (train,) = [r for r in runs if r.data.tags["rlgen.role"] == "train"]
+    assert "checkpoint written to" in stderr and run_checkpoint_path(train.info.run_id).is_file()
 
 
 def _training_has_logged(client: MlflowClient, store: Path) -> bool:

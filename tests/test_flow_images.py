@@ -31,7 +31,7 @@ def test_image_flow_records_evaluates_exports_and_samples(rlgen_cli, store: Path
     assert metrics["train/steps"] == 12 and metrics["perf/images_per_sec"] > 0
     assert metrics["eval/fid_lenet"] > metrics["eval/fid_lenet_floor"] >= 0
     assert 0 <= metrics["eval/class_entropy"] <= 2.31  # at most log(10)
-    assert metrics["export/max_abs_diff"] <= 1e-5
+    assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/pt2_max_abs_diff"] <= 1e-5
     if family == "vae":
         assert 50 < metrics["eval/iw_nll"] <= metrics["eval/neg_elbo"] + 1.0 < 800
     if variant in {"cvae", "cgan"}:
@@ -39,7 +39,7 @@ def test_image_flow_records_evaluates_exports_and_samples(rlgen_cli, store: Path
 
     artifacts = {f.path for d in ("samples", "evaluation", "model", "plots", "checkpoints") for f in client.list_artifacts(version.run_id, d)}
     assert {"samples/epoch_001.png", "evaluation/samples.png", "evaluation/interpolations.png", "evaluation/report.json",
-            "model/model.pt", "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
+            "model/model.pt", "model/model.pt2", "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
     if family == "vae":
         assert "evaluation/reconstructions.png" in artifacts
 

@@ -31,13 +31,13 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen_cli, store: Pa
     assert metrics["train/steps"] == 6 and metrics["perf/images_per_sec"] > 0
     assert metrics["eval/fid_lenet"] > metrics["eval/fid_lenet_floor"] >= 0
     assert 0 <= metrics["eval/class_entropy"] <= 2.31 and 0 <= metrics["eval/confident_fraction"] <= 1
-    assert metrics["export/max_abs_diff"] <= 1e-5
+    assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/pt2_max_abs_diff"] <= 1e-5
     history = client.get_metric_history(version.run_id, "train/f_real" if family != "generator" else "train/recon_mse")
     assert [m.step for m in history] == [6]  # logged every 50 steps and at the last
 
     artifacts = {f.path for d in ("samples", "chains", "evaluation", "model", "plots", "checkpoints") for f in client.list_artifacts(version.run_id, d)}
     assert {"samples/epoch_001.png", "evaluation/samples.png", "evaluation/report.json", "model/model.pt",
-            "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
+            "model/model.pt2", "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
     if family in {"descriptor", "coop"}:
         assert "chains/epoch_001.png" in artifacts
         assert "negative" in run.data.tags["rlgen.metric_notes"]

@@ -36,6 +36,7 @@ def test_lm_flow_records_evaluates_exports_and_generates(rlgen_cli, store: Path,
     assert [m.step for m in client.get_metric_history(version.run_id, "val/loss")] == [3, 6]
     assert [m.step for m in client.get_metric_history(version.run_id, "train/loss")] == [2, 4, 6]
     assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/state_max_abs_diff"] <= 1e-5
+    assert metrics["export/pt2_max_abs_diff"] <= 1e-5
     vocab_size = 65 if level == "char" else 18_328
     assert 1 < metrics["eval/valid_perplexity"] < vocab_size * 1.5  # barely trained: near uniform, well below a broken model's
 
@@ -55,7 +56,7 @@ def test_lm_flow_records_evaluates_exports_and_generates(rlgen_cli, store: Path,
     artifacts = {f.path for d in ("samples", "evaluation", "model", "plots", "checkpoints") for f in client.list_artifacts(version.run_id, d)}
     assert {"samples/epoch_001_step_000003.txt", "samples/epoch_001_step_000006.txt", "evaluation/samples_t0.5.txt",
             "evaluation/samples_t0.8.txt", "evaluation/samples_t1.0.txt", "evaluation/report.json", "model/model.pt",
-            "model/vocab.json", "plots/learning_curve.png", "checkpoints/lm.pt"} <= artifacts
+            "model/model.pt2", "model/vocab.json", "plots/learning_curve.png", "checkpoints/lm.pt"} <= artifacts
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "data")} == {"data/vocab.json"}
 
     # generate in this process (the store fixture points it at the same store): the CLI's imports cost ~8 s a call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -61,11 +62,38 @@ def test_metric_logger_batches_and_keeps_every_step(store: Path) -> None:
         logger = tracking.MetricLogger(run_id, flush_every=3600)
         for step in range(2500):
             logger(step, {"train/loss": 1.0 / (step + 1), "rl/epsilon": 0.5})
-        assert tracking.metric_history(run_id, "train/loss") == []  # nothing sent before the flush
+        assert tracking.metric_history(run_id, "train/loss") == []  # queued: training never waits for MLflow
         logger.flush()
+        assert len(tracking.metric_history(run_id, "train/loss")) == 2500  # flush returns once they are stored
+        logger.close()
     history = tracking.metric_history(run_id, "train/loss")
     assert [s for s, _ in history] == list(range(2500))
     assert history[9] == (9, pytest.approx(0.1))
+
+
+def test_metric_logger_sends_in_the_background(store: Path) -> None:
+    with tracking.run("exp", "r") as run_id:
+        logger = tracking.MetricLogger(run_id, flush_every=0.05)
+        logger(1, {"train/loss": 1.0})
+        deadline = time.monotonic() + 30
+        while not tracking.metric_history(run_id, "train/loss"):
+            assert time.monotonic() < deadline, "the background thread never sent the queued metric"
+            time.sleep(0.05)
+        logger.close()
+
+
+def test_a_resumed_metric_logger_drops_the_steps_already_stored(store: Path) -> None:
+    with tracking.run("exp", "r") as run_id:
+        first = tracking.MetricLogger(run_id)
+        for step in (10, 20, 30):
+            first(step, {"loss": float(step)})
+        first.close()  # crashed after step 30 was stored; the checkpoint was at step 10
+        again = tracking.MetricLogger(run_id, resume=True)
+        for step in (20, 30, 40):  # the replay
+            again(step, {"loss": -float(step), "new": 1.0})
+        again.close()
+    assert tracking.metric_history(run_id, "loss") == [(10, 10.0), (20, 20.0), (30, 30.0), (40, -40.0)]
+    assert [s for s, _ in tracking.metric_history(run_id, "new")] == [20, 30, 40]
 
 
 def test_secrets_are_masked_in_logged_params(store: Path) -> None:

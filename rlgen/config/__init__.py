@@ -7,6 +7,7 @@ the MLflow params of the run, and a key in every checkpoint.
 from rlgen.config.base import (
     ConfigError,
     RunConfig,
+    TrainConfig,
     config_from_overrides,
     describe_fields,
     validate_config,
@@ -32,6 +33,7 @@ __all__ = [
     "ImageConfig",
     "LMConfig",
     "RunConfig",
+    "TrainConfig",
     "VAEConfig",
     "config_from_overrides",
     "describe_fields",

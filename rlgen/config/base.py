@@ -27,6 +27,22 @@ class RunConfig(BaseModel):
         return value
 
 
+class TrainConfig(RunConfig):
+    """Fields of every flow that trains a model: checkpoints, retries and what to do on NaN."""
+
+    checkpoint_every: int = Field(
+        500, ge=0, description="Write a resumable checkpoint every N training steps (0: only when stopped by Ctrl-C or SIGTERM)."
+    )
+    retries: int = Field(
+        0, ge=0, le=10, description="Prefect retries of a failed training task; each continues from the last checkpoint."
+    )
+    nan_rollback: bool = Field(
+        False, description="On a non-finite loss or parameter, go back once to the last checkpoint with half the learning rate before failing."
+    )
+    amp: bool = Field(True, description="bf16 autocast for training on a CUDA device that supports it; no effect on the CPU.")
+    compile: bool = Field(False, description="torch.compile the networks before training (slow first steps, faster after).")
+
+
 C = TypeVar("C", bound=BaseModel)
 
 

@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from rlgen.config.base import RunConfig
+from rlgen.config.base import TrainConfig
 
 
-class DQNConfig(RunConfig):
+class DQNConfig(TrainConfig):
     """DQN on a Gymnasium environment with discrete actions.
 
     The agent's defaults are the tuned CartPole-v1 settings of RL Baselines3 Zoo (128 gradient steps
@@ -31,6 +31,12 @@ class DQNConfig(RunConfig):
     total_steps: int = Field(50_000, gt=0, description="Budget in environment steps (all envs together).")
     learning_starts: int = Field(1_000, ge=0, description="Random-policy steps before the first update.")
     buffer_size: int = Field(100_000, gt=0, description="Replay memory capacity; the oldest drop out.")
+    checkpoint_every: int = Field(
+        5_000, ge=0, description="Write a resumable checkpoint every N environment steps (0: only when stopped by Ctrl-C or SIGTERM)."
+    )
+    checkpoint_replay: bool = Field(
+        False, description="Put the replay memory in checkpoints (large for pixels); without it a resumed run refills it."
+    )
     batch_size: int = Field(64, gt=0, description="Transitions per gradient step.")
     train_every: int = Field(256, gt=0, description="Environment steps between rounds of updates.")
     gradient_steps: int = Field(128, gt=0, description="Gradient steps per round of updates.")

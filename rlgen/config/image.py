@@ -6,10 +6,10 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from rlgen.config.base import RunConfig
+from rlgen.config.base import TrainConfig
 
 
-class ImageConfig(RunConfig):
+class ImageConfig(TrainConfig):
     """Data, budget and evaluation keys that every image flow shares."""
 
     dataset: Literal["mnist", "fashion-mnist"] = Field("mnist", description="mnist or fashion-mnist.")

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rlgen.config.base import RunConfig
+from rlgen.config.base import TrainConfig
 
 # The word level starts from PyTorch's word_language_model example (its LSTM: embedding 200, hidden 200,
 # 2 layers, bptt 35, batch 20, dropout 0.2, SGD at lr 20 divided by 4 when validation stops improving,
@@ -20,7 +20,7 @@ WORD_DEFAULTS = {
 }
 
 
-class LMConfig(RunConfig):
+class LMConfig(TrainConfig):
     """An Embedding -> LSTM/GRU/tanh-RNN -> Linear language model trained by truncated back-propagation through time."""
 
     family: ClassVar[str] = "lm"

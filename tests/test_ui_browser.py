@@ -1,0 +1,78 @@
+"""`rlgen ui` in a real headless Chromium (Debian's chromium package): the page renders the experiment and its run.
+
+`make test` installs chromium when /usr/bin/chromium is missing; without it this test fails, it does not skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [  # headless, as root, offline: no sandbox, GPU, QUIC, first-run UI or background traffic
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000", "--window-size=1400,900",
+]
+
+
+@pytest.fixture
+def ui_url(store: Path) -> Iterator[str]:
+    """`rlgen ui` on a free port over the test's store; yields its URL once /health answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rlgen = Path(sys.executable).with_name("rlgen")
+    env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a faster start
+    # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`.
+    server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "the MLflow UI did not answer within 120 s"
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def chromium(url: str, profile: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Run headless Chromium once on `url` with a fresh profile; fail with its stderr if it fails."""
+    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing; `make test` installs it (apt-get install chromium)"
+    done = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"chromium exited {done.returncode}:\n{done.stderr[-3000:]}"
+    return done
+
+
+def test_mlflow_ui_renders_the_experiment_in_chromium(store: Path, ui_url: str, tmp_path: Path) -> None:
+    from tasks import tracking
+
+    with tracking.run("rlgen-browser-test", "vae-mnist-s7") as run_id:
+        tracking.log_metrics(run_id, {"eval/iw_nll": 99.0})
+    page = f"{ui_url}/#/experiments/{tracking.experiment_id('rlgen-browser-test')}/runs"
+    with urllib.request.urlopen(ui_url, timeout=10) as response:
+        assert "rlgen-browser-test" not in response.read().decode()  # the HTML shell alone does not name it
+
+    screenshot = tmp_path / "mlflow-ui.png"  # one page load gives both the DOM and the screenshot (saves a load)
+    dom = chromium(page, tmp_path / "profile", "--dump-dom", f"--screenshot={screenshot}").stdout
+    assert "rlgen-browser-test" in dom and "vae-mnist-s7" in dom  # rendered by the React app from the REST API
+    data = screenshot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{screenshot}: {len(data)} bytes"
