@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -56,6 +57,7 @@ def main() -> None:
     figures: list[Figure] = []
     seconds: dict[str, float] = {}
     failed: list[str] = []
+    load_before = os.getloadavg()[0]  # other work on the machine contaminates every timing: recorded beside the figures
     started = time.perf_counter()
     for name in names:
         print(f"--- {name}", flush=True)
@@ -73,7 +75,9 @@ def main() -> None:
     machine = describe(opts.device)
     mode = "quick" if args.quick else "full"
     print_table(figures, f"rlgen benchmarks ({mode}, {total / 60:.1f} min): {machine['cpu']}, torch {machine['torch']}, {machine['command']}")
-    path = save(figures, args.json, mode=mode, seconds=seconds, total_seconds=round(total, 1), failed=failed)
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min) before: {load_before:.2f}, after: {load_after:.2f} (the suite itself adds about 1-2)")
+    path = save(figures, args.json, mode=mode, seconds=seconds, total_seconds=round(total, 1), failed=failed, load_average={"before": load_before, "after": load_after})
     print(f"wrote {path}")
     raise SystemExit(1 if failed else 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
-from rlgen.config import ConfigError, TrainConfig, config_from_overrides, describe_fields
 from rlgen import preflight
+from rlgen.config import ConfigError, TrainConfig, config_from_overrides, describe_fields
 from rlgen.registry import COMMANDS
 
 app = typer.Typer(
@@ -43,21 +44,6 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-paragraph error and exit non-zero."""
     err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
-
-
-_signals_received: list[int] = []
-
-
-def _stop_on_signal(signum: int, frame: object) -> None:
-    """Ctrl-C and SIGTERM: a training loop that is running checkpoints and stops at its next step boundary;
-    anywhere else (or on a second signal) the flow unwinds at once. Either way the runs close as KILLED and
-    the exit status is 128 + the signal."""
-    _signals_received.append(signum)
-    from tasks.checkpoint import request_stop
-
-    if not request_stop():
-        raise KeyboardInterrupt(f"signal {signum}")
-    err_console.print(f"signal {signum}: stopping at the next training step and writing a checkpoint (again to stop at once)")
 
 
 ResumeOption = Annotated[
@@ -99,8 +85,10 @@ def _make_run_command(name: str) -> None:
             preflight.check_prefect()  # a Prefect server that does not answer fails here, not after its retries
         except ConfigError as err:
             fail(str(err))
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, _stop_on_signal)
+        from tasks.checkpoint import received_signals, stop_handler
+
+        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM unwinds like Ctrl-C: runs close as KILLED
+            signal.signal(signum, stop_handler(None))
         flow = spec.load_flow()
         preflight.quiet_user_errors()  # a bad data file is one paragraph below, not also a traceback
         from tasks.image_data import DataError
@@ -111,10 +99,11 @@ def _make_run_command(name: str) -> None:
             fail(str(err))
         except KeyboardInterrupt as err:
             err_console.print(f"interrupted: {err}; the MLflow runs are marked KILLED" if str(err) else "interrupted: the MLflow runs are marked KILLED")
-            raise typer.Exit(128 + (_signals_received[0] if _signals_received else signal.SIGINT))
+            raise typer.Exit(128 + (received_signals() or [signal.SIGINT])[0])
         except Exception as err:  # the flow and its MLflow runs are already marked failed
-            if _signals_received:  # a pipeline branch stopped by the signal fails its future, not the main thread
-                raise typer.Exit(128 + _signals_received[0]) from None
+            if received_signals():  # a pipeline branch stopped by the signal fails its future, not the main thread
+                err_console.print(f"interrupted: {err}")
+                raise typer.Exit(128 + received_signals()[0]) from None
             fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
         summary = result._asdict() if hasattr(result, "_asdict") else result
         console.print(summary)
@@ -284,10 +273,24 @@ def ui(
         "--host", host, "--port", str(port),
     ]
     console.print(f"MLflow UI: http://{host}:{port}  (store: {tracking.tracking_uri()}; Ctrl-C stops it)")
+    # The server runs in a process group of its own, and Ctrl-C or SIGTERM stops the whole group: `mlflow server`
+    # starts workers of its own, which a signal to it alone would leave behind.
+    server = subprocess.Popen(command, start_new_session=True)
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopped.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
     try:
-        raise typer.Exit(subprocess.call(command))
-    except KeyboardInterrupt:
-        raise typer.Exit(130)
+        code = server.wait()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)  # whatever of the group is left
+    raise typer.Exit(128 + stopped[0] if stopped else code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -47,8 +48,15 @@ def check_run(config_cls: type[BaseModel]) -> None:
 
 def check_model_source(reference: str) -> None:
     """What `play`, `sample`, `generate` and `score` need: nothing for an explicit .pt file, else the tracking store."""
-    if Path(reference).suffix != ".pt":
-        check_tracking()
+    if Path(reference).suffix == ".pt":
+        return
+    check_tracking()
+    store = settings.mlruns_dir()
+    if not os.environ.get("MLFLOW_TRACKING_URI") and not (store / "mlflow.db").exists():  # do not create an empty store to look
+        raise PreflightError(
+            f"No registered model or run called {reference!r}: there is no MLflow store at {store} yet. Train a model first "
+            "(`rlgen run NAME`), point RLGEN_HOME or MLFLOW_TRACKING_URI at the store that holds it, or pass an exported .pt file."
+        )
 
 
 def check_tracking() -> None:
@@ -69,7 +77,7 @@ def check_tracking() -> None:
     elif scheme == "sqlite":
         path = Path(uri.removeprefix("sqlite:///").removeprefix("sqlite://"))  # sqlite:////abs or sqlite:///rel
         fix = "set MLFLOW_TRACKING_URI to a sqlite:/// path in a writable folder"
-        check_writable_dir(path.parent, f"the MLflow store {uri}", fix)
+        check_writable_dir(path.parent, f"the folder of the MLflow store {uri}", fix)
         check_writable_file(path, f"the MLflow store {uri}", fix)
     elif scheme in ("", "file"):
         check_writable_dir(Path(urlsplit(uri).path if scheme else uri), f"the MLflow store {uri}", "set MLFLOW_TRACKING_URI to a writable folder")
@@ -154,7 +162,7 @@ def check_tcp(url: str, what: str, fix: str) -> None:
     _within_timeout(connect, url, f"a connection to {parts.hostname}:{port}", what, fix)
 
 
-def _within_timeout(action, url: str, attempt: str, what: str, fix: str) -> None:  # noqa: ANN001
+def _within_timeout(action: Callable[[], None], url: str, attempt: str, what: str, fix: str) -> None:
     """Run `action` in a daemon thread so that even name resolution is bounded; raise PreflightError on failure."""
     errors: list[BaseException] = []
     limit = timeout_s()
@@ -162,7 +170,7 @@ def _within_timeout(action, url: str, attempt: str, what: str, fix: str) -> None
     def target() -> None:
         try:
             action()
-        except BaseException as err:  # noqa: BLE001 (reported below)
+        except Exception as err:  # noqa: BLE001 (reported below)
             errors.append(err)
 
     thread = threading.Thread(target=target, name="rlgen-preflight", daemon=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -92,6 +93,48 @@ def _training_loop() -> Iterator[None]:
     finally:
         with _loops_lock:
             _running_loops -= 1
+
+
+_signals: list[int] = []
+
+
+def received_signals() -> list[int]:
+    """The signals (SIGINT, SIGTERM) this process received through `stop_handler`, in order."""
+    return list(_signals)
+
+
+def stop_handler(fallback: Callable[[int, Any], Any] | int | None) -> Callable[[int, Any], None]:
+    """A SIGINT/SIGTERM handler: running training loops checkpoint and stop at their next step boundary; with no
+    loop running, or on a second signal, `fallback` handles it (a KeyboardInterrupt if it is not a function)."""
+
+    def handle(signum: int, frame: Any) -> None:
+        _signals.append(signum)
+        if request_stop():
+            log.warning("signal %d: stopping at the next training step, after a checkpoint (again to stop at once)", signum)
+            return
+        if callable(fallback):
+            fallback(signum, frame)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return handle
+
+
+@contextmanager
+def stop_at_step_boundaries() -> Iterator[None]:
+    """While active, SIGINT and SIGTERM go through `stop_handler`, in front of the handlers already installed
+    (Prefect's flow engine installs its own SIGTERM handler, which would stop the flow at an arbitrary point).
+    Signal handlers live in the main thread: elsewhere (a subflow in a pipeline branch) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum, handler in previous.items():
+        signal.signal(signum, stop_handler(handler))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def stop_requested() -> bool:

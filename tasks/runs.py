@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from models.common import NonFiniteLoss, device_available, prepare_device, resol
 from models.langevin import LangevinDivergence
 from rlgen.config import ConfigError, RunConfig, TrainConfig, validate_config
 from tasks import tracking
-from tasks.checkpoint import run_checkpoint_path
+from tasks.checkpoint import run_checkpoint_path, stop_at_step_boundaries
 
 
 def training_device(cfg: RunConfig) -> torch.device:
@@ -58,7 +59,8 @@ def tracked_run(cfg: RunConfig, subject: str, parent_id: str | None = None, role
     if resume is not None:
         reopen = resume if role == "train" else tracking.get_run(resume).data.tags.get(tracking.PARENT_TAG)
     name = run_name(cfg, subject if role == "flow" else f"{subject}-{role}")
-    with tracking.run(cfg.experiment, name, tags=tags, parent_id=parent_id, reopen=reopen) as run_id:
+    watch = stop_at_step_boundaries() if role == "flow" else contextlib.nullcontext()
+    with watch, tracking.run(cfg.experiment, name, tags=tags, parent_id=parent_id, reopen=reopen) as run_id:
         if reopen is None:
             tracking.log_config(run_id, cfg)
         else:

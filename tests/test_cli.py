@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -76,4 +77,7 @@ def test_ui_serves_the_store_on_localhost(store: Path, tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert server.returncode == 128 + signal.SIGTERM
+    with socket.socket() as s:  # SIGTERM stopped the server's workers too: nothing listens any more
+        assert s.connect_ex(("127.0.0.1", port)) != 0
     assert (store / "mlflow.db").exists()

@@ -28,6 +28,9 @@ def test_services_ports_and_urls_agree() -> None:
     assert worker["MLFLOW_TRACKING_URI"] == f"http://mlflow:{mlflow_port}"
     assert f"--port {prefect_port}" in services["prefect-server"]["command"]
     assert f"--port {mlflow_port}" in services["mlflow"]["command"]
+    # MLflow 3 refuses requests whose Host header it does not allow: the worker's must be allowed
+    allowed = services["mlflow"]["command"].split("--allowed-hosts ", 1)[1].split()[0].split(",")
+    assert f"mlflow:{mlflow_port}" in allowed and "127.0.0.1:*" in allowed
     assert "rlgen-process" in services["worker"]["command"]  # the pool prefect.yaml deploys to
     assert "rlgen-process" in (ROOT / "prefect.yaml").read_text()
 

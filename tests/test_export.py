@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from torch import Tensor, nn
 
 from models import dqn, gan
-from tasks.export import check_parity, export_checked_programs, export_program, load_program, load_scripted, script_module
+from tasks.export import (
+    check_parity,
+    export_checked_programs,
+    export_program,
+    load_program,
+    load_scripted,
+    script_module,
+)
 
 
 @pytest.mark.parametrize("obs_shape", [(4,), (2, 40, 60)])

@@ -48,7 +48,7 @@ def assert_user_error(stderr: str, *fragments: str) -> None:
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
 
-def invoke(*args: str) -> "CliRunner.Result":
+def invoke(*args: str) -> CliRunner.Result:
     return CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})
 
 
@@ -57,7 +57,7 @@ def rlgen(home: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProce
     base = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
     start = time.monotonic()
     done = subprocess.run([str(RLGEN), *args], env={**base, "RLGEN_HOME": str(home), "COLUMNS": "400", **env},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     return done, time.monotonic() - start
 
 
@@ -103,19 +103,22 @@ def test_the_console_script_refuses_a_bad_config_at_once(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- missing, truncated, corrupt data
 
 
-# (a missing data folder goes through the console script in test_flow_images.py)
+# The flows run in this process: the console script would spend 10-40 s importing torch and starting the flow
+# for the same path, which test_flow_images.py already takes with a missing data folder (DataError -> exit 2).
 
 
 @pytest.mark.skipif(not (SHARED / "mnist" / "raw").is_dir(), reason=f"no MNIST files in {SHARED}")
-def test_a_truncated_mnist_file_is_refused_before_training(rlgen_cli, store: Path, tmp_path: Path) -> None:
+def test_a_truncated_mnist_file_is_refused_before_training(prefect_server: str, store: Path, tmp_path: Path) -> None:
     data = tmp_path / "mnist"
     shutil.copytree(SHARED / "mnist" / "raw", data)
     images = data / "t10k-images-idx3-ubyte.gz"
     images.chmod(0o644)
     images.write_bytes(images.read_bytes()[:100_000])
-    done = rlgen_cli("run", "vae", "--set", f"data_dir={data}", expect=2)
-    assert_user_error(done.stderr, f"{images} is corrupt gzip data", "Delete it and download it again")
-    assert "Retry" not in done.stderr  # bad local data is not retried (a failed download is)
+    config = validate_config(COMMANDS["vae"].config, {"data_dir": str(data)})
+    start = time.monotonic()
+    with pytest.raises(DataError, match=rf"{images} is corrupt gzip data .*Delete it and download it again"):
+        COMMANDS["vae"].load_flow()(config)
+    assert time.monotonic() - start < 30  # not retried (three tries would wait 10 s)
     assert runs_in(store) == 0 and not list((store.parent / "data").rglob("*.pt"))  # no run, no cache file
 
 
@@ -131,6 +134,26 @@ def test_a_corrupt_corpus_is_refused_before_training(prefect_server: str, store:
         COMMANDS["lm"].load_flow()(config)  # the flow in this process; the CLI turns a DataError into exit 2, as above
     assert time.monotonic() - start < 30  # no retries of bad local data
     assert runs_in(store) == 0 and not list((store.parent / "data").rglob("*.pt"))
+
+
+def test_user_errors_in_a_flow_are_logged_without_a_traceback() -> None:
+    import logging
+
+    preflight.quiet_user_errors()
+    logger = logging.getLogger("prefect.flow_runs")
+    for error, kept in ((DataError("bad file"), False), (ConfigError("bad key"), False), (RuntimeError("bug"), True)):
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "failed", (), (type(error), error, None))
+        assert logger.filter(record) and (record.exc_info is not None) == kept
+
+
+def test_only_failed_downloads_are_retried() -> None:
+    from prefect.states import Failed
+
+    from tasks.image_data import DownloadError, retry_only_downloads
+
+    retried = {type(e).__name__: retry_only_downloads(None, None, Failed(data=e))
+               for e in (DownloadError("network"), DataError("truncated"), ConfigError("bad"), OSError("disk"))}
+    assert retried == {"DownloadError": True, "DataError": False, "ConfigError": False, "OSError": True}
 
 
 # --------------------------------------------------------------------------- unknown models, corrupt model files
@@ -163,6 +186,15 @@ def test_unknown_model_names_and_aliases_list_what_exists(registered: str, store
     assert runs_in(store) == before  # looking up a model starts no run
 
 
+@pytest.mark.parametrize("command", list(MODEL_COMMANDS))
+def test_looking_up_a_model_in_an_empty_home_creates_no_store(command: str, store: Path) -> None:
+    result = invoke(command, "--model", "lm-char-tinyshakespeare", *MODEL_COMMANDS[command])
+    assert result.exit_code == 2
+    assert_user_error(result.stderr, "No registered model or run called 'lm-char-tinyshakespeare'", f"there is no MLflow store at {store} yet",
+                      "Train a model first")
+    assert not store.exists()
+
+
 @pytest.fixture
 def bad_model_files(tmp_path: Path) -> dict[str, Path]:
     """A file of junk, a truncated TorchScript file, and a training checkpoint where an export is expected."""
@@ -191,7 +223,7 @@ class Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self) -> tuple:
         return (Path.touch, (self.marker,))
 
 
@@ -272,7 +304,7 @@ def http_server() -> Iterator[callable]:
 
     def start(status: int) -> str:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(status)
                 self.end_headers()
 

@@ -45,6 +45,7 @@ def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli
         (found,) = client.search_model_versions(f"name='{name}'")
         version = client.get_model_version(name, found.version)  # search results leave aliases out
         assert version.aliases == ["champion"] and version.tags["rlgen.decision_reason"] == "first version"
+        assert client.get_run(version.run_id).data.tags["export/pt2"].endswith(".pt2")  # concurrent exports do not collide
 
     report = Path(client.download_artifacts(pipeline.info.run_id, "report", str(tmp_path)))
     text = (report / "report.md").read_text()

@@ -9,12 +9,14 @@ version and alias must come out whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,7 +52,7 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def servers(postgres: pg.Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """The MLflow and Prefect servers of docker/compose.yaml, each on its own PostgreSQL database, on 127.0.0.1."""
     home = tmp_path_factory.mktemp("pg-servers")
@@ -72,18 +74,28 @@ def servers(postgres: pg.Postgres, tmp_path_factory: pytest.TempPathFactory) -> 
     processes = {}
     try:
         for name, command in commands.items():
-            processes[name] = subprocess.Popen(command, env=env, stdout=(home / f"{name}.log").open("w"), stderr=subprocess.STDOUT)
+            log = (home / f"{name}.log").open("w")
+            processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_healthy(f"http://127.0.0.1:{mlflow_port}/health", processes["mlflow"], home / "mlflow.log")
         wait_healthy(f"http://127.0.0.1:{prefect_port}/api/health", processes["prefect"], home / "prefect.log")
         yield Servers(f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}/api")
     finally:
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes.values())
+
+
+def stop(processes: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM each process's group (a server and the workers it started), then SIGKILL what is left after 10 s."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=10)  # throwaway servers: no need to wait for a graceful shutdown
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def run_pipelines_at_once(env: dict[str, str], logs: Path, models: list[str]) -> None:
@@ -91,16 +103,17 @@ def run_pipelines_at_once(env: dict[str, str], logs: Path, models: list[str]) ->
     args = ["run", "pipeline", "--set", f"models={','.join(models)}", "--set", f"data_root={SHARED}", "--set", f"overrides={json.dumps(OVERRIDES)}"]
     env = {**env, "COLUMNS": "200"}
     running = {}
-    for seed in SEEDS:
-        out = (logs / f"pipeline-s{seed}.log").open("w")
-        running[seed] = subprocess.Popen([str(BIN / "rlgen"), *args, "--set", f"seed={seed}"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    for seed, process in running.items():
-        try:
-            code = process.wait(timeout=540)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = "killed after 540 s"
-        assert code == 0, f"pipeline seed={seed} exited {code}:\n{(logs / f'pipeline-s{seed}.log').read_text()[-6000:]}"
+    try:
+        for seed in SEEDS:
+            out = (logs / f"pipeline-s{seed}.log").open("w")
+            command = [str(BIN / "rlgen"), *args, "--set", f"seed={seed}"]
+            running[seed] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 500
+        for seed, process in running.items():
+            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert code == 0, f"pipeline seed={seed} exited {code}:\n{(logs / f'pipeline-s{seed}.log').read_text()[-6000:]}"
+    finally:
+        stop(p for p in running.values() if p.poll() is None)  # after a failure or a timeout
 
 
 def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
@@ -182,3 +195,11 @@ def test_two_pipelines_at_once_on_one_embedded_store(prefect_server: str, store:
     env.pop("MLFLOW_TRACKING_URI", None)
     run_pipelines_at_once(env, tmp_path, ["dqn"])
     check_store(MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}"), ["dqn"])
+
+
+def test_missing_postgres_binaries_are_an_error_that_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(pg, "BIN_DIRS", [str(tmp_path / "nothing")])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("RLGEN_TEST_PG_BIN", raising=False)
+    with pytest.raises(FileNotFoundError, match=r"initdb, pg_ctl, postgres\) not found; looked in .*apt-get install postgresql-15"):
+        pg.find_bin()

@@ -115,7 +115,7 @@ def test_models_load_only_from_the_store_or_an_explicit_file(tmp_path: Path) -> 
     requests: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             requests.append(self.path)
             self.send_response(200)
             self.end_headers()

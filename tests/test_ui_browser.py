@@ -25,16 +25,18 @@ CHROMIUM_FLAGS = [  # headless, as root, offline: no sandbox, GPU, QUIC, first-r
 
 
 @pytest.fixture
-def ui_url(store: Path) -> Iterator[str]:
+def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
     """`rlgen ui` on a free port over the test's store; yields its URL once /health answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     rlgen = Path(sys.executable).with_name("rlgen")
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a faster start
-    # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`.
-    server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+    # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`. Its log goes to a
+    # file: a pipe nobody reads would fill with the access log of the page's requests and stall the server.
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -44,7 +46,7 @@ def ui_url(store: Path) -> Iterator[str]:
                     assert response.status == 200
                     break
             except OSError:
-                assert server.poll() is None, server.stdout.read()
+                assert server.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "the MLflow UI did not answer within 120 s"
                 time.sleep(0.5)
         yield url
@@ -57,7 +59,7 @@ def chromium(url: str, profile: Path, *flags: str) -> subprocess.CompletedProces
     """Run headless Chromium once on `url` with a fresh profile; fail with its stderr if it fails."""
     assert CHROMIUM.is_file(), f"{CHROMIUM} is missing; `make test` installs it (apt-get install chromium)"
     done = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, f"chromium exited {done.returncode}:\n{done.stderr[-3000:]}"
     return done
 
