@@ -23,8 +23,10 @@ run: $(VENV)/.installed
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
+# Two pytest workers by default: much of the suite waits on servers and subprocesses, not on the CPU.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed /usr/bin/chromium
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -19,7 +19,7 @@ from models.common import NonFiniteLoss, device_available, prepare_device, resol
 from models.langevin import LangevinDivergence
 from rlgen.config import ConfigError, RunConfig, TrainConfig, validate_config
 from tasks import tracking
-from tasks.checkpoint import run_checkpoint_path, stop_at_step_boundaries
+from tasks.checkpoint import load_checkpoint, run_checkpoint_path, stop_at_step_boundaries
 
 
 def training_device(cfg: RunConfig) -> torch.device:
@@ -110,6 +110,10 @@ def resume_target(config_cls: type[TrainConfig], run_id: str) -> tuple[TrainConf
             f"cannot resume run {train_id}: it has no checkpoint at {checkpoint} (it stopped before its first checkpoint, "
             "or ran on another machine or with another RLGEN_HOME); start a new run."
         )
+    try:
+        load_checkpoint(checkpoint)
+    except ValueError as err:
+        raise ConfigError(f"cannot resume run {train_id}: {err}. Delete it to start the run's training over, or start a new run.") from None
     with tracking.temp_dir() as tmp:
         stored = json.loads(Path(tracking.download(train_id, "config.json", Path(tmp))).read_text())
     return validate_config(config_cls, stored), train_id

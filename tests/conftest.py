@@ -11,6 +11,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders pixel observations headless
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several workers share the cores: one torch thread per process (the subprocesses inherit it), or the
+    # thread pools oversubscribe the cores and spin against each other. Tiny test models run no slower.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 import rlgen.settings  # noqa: E402,F401  (environment defaults before prefect loads)
 
 import pg  # noqa: E402  (tests/pg.py: the `postgres` fixture's cluster)

@@ -165,6 +165,9 @@ def test_resume_refuses_what_it_cannot_continue(store: Path) -> None:
     with pytest.raises(OSError), tracking.run("rlgen", "crashed", tags={"rlgen.family": "gan", "rlgen.role": "train"}) as crashed_id:
         raise OSError("crashed before its first checkpoint")
     assert "has no checkpoint at" in refused("gan", "--resume", crashed_id)
+    run_checkpoint_path(crashed_id).parent.mkdir(parents=True)
+    run_checkpoint_path(crashed_id).write_bytes(b"half a checkpoint")
+    assert "is not a readable rlgen checkpoint" in refused("gan", "--resume", crashed_id)
 
 
 def test_dqn_resumes_with_its_counters_replay_memory_and_history(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
