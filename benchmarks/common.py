@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -69,7 +70,7 @@ class Figure:
 
 
 def fmt(value: float | None) -> str:
-    """3-4 significant figures, thousands separated."""
+    """A table cell: whole numbers from 100 up (thousands separated), else 3 significant figures."""
     if value is None:
         return "-"
     if abs(value) >= 100:
@@ -119,6 +120,18 @@ def env(**values: str | None) -> Iterator[None]:
     finally:
         for key, value in saved.items():
             _set_env(key, value)
+
+
+def run_quietly(command: list[str], variables: dict[str, str], result_file: Path | None = None) -> tuple[float, Any]:
+    """Run `command` with extra environment `variables`, its output kept back unless it fails; returns its wall time and,
+    given `result_file`, the JSON that `rlgen run` writes there (RLGEN_RESULT_JSON)."""
+    extra = {**variables, **({"RLGEN_RESULT_JSON": str(result_file)} if result_file else {})}
+    started = time.perf_counter()
+    done = subprocess.run(command, check=False, env={**os.environ, **extra}, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
+    return seconds, json.loads(result_file.read_text()) if result_file else None
 
 
 @contextmanager

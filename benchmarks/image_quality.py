@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, Figure, Options
+from benchmarks.common import DATA, RESULTS, Figure, Options, run_quietly
 from benchmarks.machine import describe
 
 RUNS = {  # name: (family, overrides)
@@ -39,14 +36,10 @@ COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/fid_lenet_train_test"
 
 def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tuple[dict[str, float], float]:
     """Run one flow through the CLI in a fresh process; return its evaluation and wall time."""
-    env = {**os.environ, "RLGEN_HOME": str(home), "RLGEN_RESULT_JSON": str(home / "result.json")}
-    args = [str(Path(sys.executable).with_name("rlgen")), "run", family, "--set", f"data_dir={data_dir}"]
-    for pair in overrides:
-        args += ["--set", pair]
-    started = time.perf_counter()
-    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    return json.loads((home / "result.json").read_text()), seconds
+    sets = [f"data_dir={data_dir}", *overrides]
+    command = [str(Path(sys.executable).with_name("rlgen")), "run", family, *(arg for pair in sets for arg in ("--set", pair))]
+    seconds, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
+    return result, seconds
 
 
 def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict]:

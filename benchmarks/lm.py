@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, save, time_for
+from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, run_quietly, save, time_for
 from benchmarks.machine import describe
 
 RUNS = {  # name: overrides, given the data root
@@ -38,13 +36,9 @@ COLUMNS = ["eval/valid_loss", "eval/valid_bpc", "eval/valid_perplexity", "eval/t
 
 def run_flow(overrides: list[str], home: Path) -> tuple[dict, float]:
     """Run `rlgen run lm` in a fresh process; return its result and wall time."""
-    env = {**os.environ, "RLGEN_HOME": str(home), "RLGEN_RESULT_JSON": str(home / "result.json")}
-    args = [str(Path(sys.executable).with_name("rlgen")), "run", "lm"]
-    for pair in overrides:
-        args += ["--set", pair]
-    started = time.perf_counter()
-    subprocess.run(args, env=env, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((home / "result.json").read_text()), time.perf_counter() - started
+    command = [str(Path(sys.executable).with_name("rlgen")), "run", "lm", *(arg for pair in overrides for arg in ("--set", pair))]
+    seconds, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
+    return result, seconds
 
 
 def generation_speed(model: str, home: Path, tokens: int = 2000) -> float:

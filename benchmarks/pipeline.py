@@ -11,29 +11,21 @@ each (tasks/pipeline.py share_threads); with 1, the branch gets both. About 15+ 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, save
+from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, run_quietly, save
 
 QUICK = ["models=vae,cvae,lm-char", 'overrides={"vae": {"epochs": 1}, "cvae": {"epochs": 1}, "lm-char": {"max_steps": 20}}']
 
 
 def run_pipeline(concurrency: int, extra: list[str], home: Path) -> tuple[float, dict, dict[str, float]]:
     """Run the pipeline in a fresh process against `home`; its wall time, its result and each branch's seconds."""
-    result_file = home / "result.json"
     sets = [f"data_root={DATA.resolve()}", f"concurrency={concurrency}", *extra]
     command = [str(Path(sys.executable).with_name("rlgen")), "run", "pipeline", *(arg for pair in sets for arg in ("--set", pair))]
-    started = time.perf_counter()
-    subprocess.run(command, env={**os.environ, "RLGEN_HOME": str(home), "RLGEN_RESULT_JSON": str(result_file)}, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
-    result = json.loads(result_file.read_text())
+    wall, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
     return wall, result, branch_seconds(result["run_id"], home)
 
 

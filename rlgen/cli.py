@@ -98,11 +98,12 @@ def _make_run_command(name: str) -> None:
         except (ConfigError, DataError) as err:
             fail(str(err))
         except KeyboardInterrupt as err:
-            err_console.print(f"interrupted: {err}; the MLflow runs are marked KILLED" if str(err) else "interrupted: the MLflow runs are marked KILLED")
+            err_console.print(f"interrupted: {err}; the MLflow runs are marked KILLED" if str(err) else "interrupted: the MLflow runs are marked KILLED",
+                              soft_wrap=True, highlight=False)
             raise typer.Exit(128 + (received_signals() or [signal.SIGINT])[0])
         except Exception as err:  # the flow and its MLflow runs are already marked failed
             if received_signals():  # a pipeline branch stopped by the signal fails its future, not the main thread
-                err_console.print(f"interrupted: {err}")
+                err_console.print(f"interrupted: {err}", soft_wrap=True, highlight=False)
                 raise typer.Exit(128 + received_signals()[0]) from None
             fail(f"the {name} flow failed: {err.__class__.__name__}: {err}", code=1)
         summary = result._asdict() if hasattr(result, "_asdict") else result
@@ -215,8 +216,10 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
     except ConfigError as err:
         fail(str(err))
     table = Table(title=f"Recent runs in {tracking.tracking_uri()}")
-    for column in ("started", "name", "status", "run id", "key metrics"):
+    for column in ("started", "name", "status"):
         table.add_column(column)
+    table.add_column("run id", no_wrap=True, min_width=32)  # whole, to copy into --resume or --model
+    table.add_column("key metrics")
     for run in tracking.recent_runs(limit):
         keys = [k for k in KEY_METRICS if k in run["metrics"]]
         metrics = ", ".join(f"{k.split('/')[-1]} {run['metrics'][k]:.4g}" for k in keys)

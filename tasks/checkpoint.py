@@ -61,7 +61,8 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 
 # --------------------------------------------------------------------------- stop requests
 
-_stop = threading.Event()
+_stop = threading.Event()  # running loops: checkpoint and stop at the next step (cleared when none is left)
+_signalled = threading.Event()  # a signal asked this process to stop: nothing new starts (never cleared)
 _loops_lock = threading.Lock()
 _running_loops = 0
 
@@ -93,6 +94,8 @@ def _training_loop() -> Iterator[None]:
     finally:
         with _loops_lock:
             _running_loops -= 1
+            if _running_loops == 0:
+                _stop.clear()
 
 
 _signals: list[int] = []
@@ -104,12 +107,15 @@ def received_signals() -> list[int]:
 
 
 def stop_handler(fallback: Callable[[int, Any], Any] | int | None) -> Callable[[int, Any], None]:
-    """A SIGINT/SIGTERM handler: running training loops checkpoint and stop at their next step boundary; with no
-    loop running, or on a second signal, `fallback` handles it (a KeyboardInterrupt if it is not a function)."""
+    """A SIGINT/SIGTERM handler: running training loops checkpoint and stop at their next step boundary, and
+    none starts after; with no loop running, or on a second signal, `fallback` handles it (a KeyboardInterrupt
+    if it is not a function)."""
 
     def handle(signum: int, frame: Any) -> None:
         _signals.append(signum)
-        if request_stop():
+        first = not _signalled.is_set()
+        _signalled.set()
+        if first and request_stop():
             log.warning("signal %d: stopping at the next training step, after a checkpoint (again to stop at once)", signum)
             return
         if callable(fallback):
@@ -138,8 +144,8 @@ def stop_at_step_boundaries() -> Iterator[None]:
 
 
 def stop_requested() -> bool:
-    """Whether the user asked to stop (the process exits once its loops have checkpointed; nothing new starts)."""
-    return _stop.is_set()
+    """Whether this process was asked to stop (by a signal, or `request_stop`): loops stop, nothing new starts."""
+    return _stop.is_set() or _signalled.is_set()
 
 
 # --------------------------------------------------------------------------- resumable training
@@ -196,7 +202,7 @@ class Checkpointer:
 
     def after_step(self, step: int, position: Callable[[], dict], extra: Callable[[], dict] | None = None) -> None:
         """Checkpoint when due or when a stop was requested; then, on a stop request, raise TrainingInterrupted."""
-        stopping = _stop.is_set()
+        stopping = stop_requested()
         due = self.every and step // self.every > self._checked // self.every  # a multiple of `every` was reached
         self._checked = step
         if stopping or due:

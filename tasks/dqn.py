@@ -191,6 +191,19 @@ def export(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput) -> str:
         return _export(cfg, spec, trained, Path(tmp))
 
 
+def require_parity(cfg: DQNConfig, trained: TrainOutput, kind: str, prefix: str, parity: dict) -> None:
+    """Log an exported policy's parity with the eager one (`prefix`max_abs_diff, `prefix`actions_match); raise if it fails."""
+    q_parity, action_parity = parity["q_values"], parity["forward"]
+    tracking.log_metrics(trained.run_id, {
+        f"{prefix}max_abs_diff": q_parity.max_abs_diff, f"{prefix}actions_match": float(action_parity.outputs_equal),
+    }, step=trained.steps)
+    if not (q_parity.max_abs_diff <= 1e-5 and action_parity.outputs_equal):
+        raise RuntimeError(
+            f"{kind} export of {cfg.registered_name} does not match the eager model: max |dQ| = "
+            f"{q_parity.max_abs_diff:.3g} (limit 1e-5), actions identical: {action_parity.outputs_equal}"
+        )
+
+
 def _export(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput, workdir: Path) -> str:
     q_network = load_q_network(cfg, spec, trained, workdir, torch.device("cpu"))
     policy = dqn.GreedyPolicy(q_network).eval()
@@ -211,30 +224,12 @@ def _export(cfg: DQNConfig, spec: EnvSpec, trained: TrainOutput, workdir: Path) 
         inputs = torch.randn(64, *spec.obs_shape, generator=generator)
     with torch.no_grad():
         q_values, actions = policy.q_values(inputs), policy(inputs)
-    parity = check_parity(path, inputs, {"q_values": q_values, "forward": actions})
-    q_parity, action_parity = parity["q_values"], parity["forward"]
-    tracking.log_metrics(trained.run_id, {
-        "export/max_abs_diff": q_parity.max_abs_diff,
-        "export/actions_match": float(action_parity.outputs_equal),
-    }, step=trained.steps)
-    if not (q_parity.max_abs_diff <= 1e-5 and action_parity.outputs_equal):
-        raise RuntimeError(
-            f"TorchScript export of {cfg.registered_name} does not match the eager model: max |dQ| = "
-            f"{q_parity.max_abs_diff:.3g} (limit 1e-5), actions identical: {action_parity.outputs_equal}"
-        )
-    program = export_checked_programs(policy, inputs, workdir / PROGRAM_FILE, metadata, {"q_values": q_values, "forward": actions})
+    expected = {"q_values": q_values, "forward": actions}
+    require_parity(cfg, trained, "TorchScript", "export/", check_parity(path, inputs, expected))
+    program = export_checked_programs(policy, inputs, workdir / PROGRAM_FILE, metadata, expected)
     tracking.set_tags(trained.run_id, program.tags())
     if program.paths:
-        q_parity, action_parity = program.parity["q_values"], program.parity["forward"]
-        tracking.log_metrics(trained.run_id, {
-            "export/pt2_max_abs_diff": q_parity.max_abs_diff,
-            "export/pt2_actions_match": float(action_parity.outputs_equal),
-        }, step=trained.steps)
-        if not (q_parity.max_abs_diff <= 1e-5 and action_parity.outputs_equal):
-            raise RuntimeError(
-                f".pt2 export of {cfg.registered_name} does not match the eager model: max |dQ| = "
-                f"{q_parity.max_abs_diff:.3g} (limit 1e-5), actions identical: {action_parity.outputs_equal}"
-            )
+        require_parity(cfg, trained, ".pt2", "export/pt2_", program.parity)
     for file in (path, *program.paths):
         tracking.log_artifact(trained.run_id, file, POLICY_DIR)
     return POLICY_DIR

@@ -17,7 +17,7 @@ from prefect.futures import PrefectFuture
 
 from rlgen.config.pipeline import BRANCHES, IMAGE_FAMILIES, PipelineConfig
 from rlgen.registry import model_spec
-from tasks import images
+from tasks import cluster, images
 from tasks.checkpoint import stop_requested
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,12 @@ def prepare_shared(cfg: PipelineConfig, parent_id: str) -> list[str]:
 
 
 def run_branch(cfg: PipelineConfig, name: str, parent_id: str) -> dict[str, Any]:
-    """Run one pipeline model: its own flow with its branch config, nested under the pipeline's MLflow run."""
+    """Run one pipeline model: its own flow with its branch config, nested under the pipeline's MLflow run,
+    holding its GPU's concurrency slot when it trains on CUDA (`cuda`/`auto` become the GPU it got)."""
     config = cfg.branch_config(name)
-    result = model_spec(BRANCHES[name].family).load_flow()(config, parent_run_id=parent_id)
+    with cluster.gpu_slot(config.device, turn=cfg.models.index(name)) as device:
+        config = config.model_copy(update={"device": device})
+        result = model_spec(BRANCHES[name].family).load_flow()(config, parent_run_id=parent_id)
     return result._asdict() if hasattr(result, "_asdict") else dict(result)
 
 
@@ -68,21 +71,23 @@ def branch_task(cfg: PipelineConfig, name: str, parent_id: str) -> dict[str, Any
     return run_branch(cfg, name, parent_id)
 
 
-def run_branches(cfg: PipelineConfig, parent_id: str, poll: float = 0.5) -> list[BranchResult]:
-    """Submit the branches as Prefect futures, at most `concurrency` at a time; a failed branch is recorded,
+def run_branches(cfg: PipelineConfig, parent_id: str, threads: int, poll: float = 0.5) -> list[BranchResult]:
+    """Submit the branches as Prefect futures to the config's runner (threads, Dask or Ray; a local cluster's
+    workers get `threads` torch threads each), at most `concurrency` at a time; a failed branch is recorded,
     not raised, so that the others finish and the report shows it."""
     pending, running, results = list(cfg.models), {}, {}
     started: dict[str, float] = {}
-    while running or (pending and not stop_requested()):
-        while pending and len(running) < cfg.concurrency and not stop_requested():
-            name = pending.pop(0)
-            started[name] = time.perf_counter()
-            running[name] = branch_task.submit(cfg, name, parent_id)
-        time.sleep(poll)
-        for name, future in list(running.items()):
-            if future.state.is_final():
-                results[name] = finish(name, future, time.perf_counter() - started.pop(name))
-                del running[name]
+    with cluster.task_runner(cfg, threads) as runner:
+        while running or (pending and not stop_requested()):
+            while pending and len(running) < cfg.concurrency and not stop_requested():
+                name = pending.pop(0)
+                started[name] = time.perf_counter()
+                running[name] = runner.submit(branch_task, {"cfg": cfg, "name": name, "parent_id": parent_id})
+            time.sleep(poll)
+            for name, future in list(running.items()):
+                if future.state.is_final():
+                    results[name] = finish(name, future, time.perf_counter() - started.pop(name))
+                    del running[name]
     for name in pending:  # not started: the user stopped the pipeline (Ctrl-C, SIGTERM)
         results[name] = BranchResult(name, BRANCHES[name].family, False, 0.0, {}, "not started: the pipeline was stopped")
     return [results[name] for name in cfg.models]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -47,6 +49,11 @@ def prefect_tags() -> dict[str, str]:
     return tags
 
 
+def worker() -> str:
+    """`host:pid` of this process: where a run ran (a pipeline branch on a Dask or Ray worker, say)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @contextmanager
 def tracked_run(cfg: RunConfig, subject: str, parent_id: str | None = None, role: str = "flow", resume: str | None = None) -> Iterator[str]:
     """Open an MLflow run for `cfg` with its params, config.json and Prefect tags; yield its id.
@@ -54,7 +61,7 @@ def tracked_run(cfg: RunConfig, subject: str, parent_id: str | None = None, role
     With `resume` (a training run's id), the training run itself (role "train") or its parent (role
     "flow") is reopened instead. A training run's resumable checkpoint is removed once the run FINISHED.
     """
-    tags = {"rlgen.family": getattr(cfg, "family", ""), "rlgen.role": role, **prefect_tags()}
+    tags = {"rlgen.family": getattr(cfg, "family", ""), "rlgen.role": role, "rlgen.worker": worker(), **prefect_tags()}
     reopen = None
     if resume is not None:
         reopen = resume if role == "train" else tracking.get_run(resume).data.tags.get(tracking.PARENT_TAG)

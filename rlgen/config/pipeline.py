@@ -7,6 +7,7 @@ Every branch's config is built and validated here, before any work starts.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -37,10 +38,11 @@ BRANCHES: dict[str, Branch] = {
     "lm-char": Branch("lm", {"level": "char", "corpus": "tinyshakespeare"}, {"epochs": 1, "max_steps": 300}, {"epochs": 30}),
 }
 IMAGE_FAMILIES = {"vae", "gan", "descriptor", "generator", "coop"}
+RUNNER_PACKAGES = {"dask": "prefect_dask", "ray": "prefect_ray"}  # imported only when that runner is used
 
 
 class PipelineConfig(RunConfig):
-    """Keys of `rlgen run pipeline`: the models, the profile, the data and the concurrency."""
+    """Keys of `rlgen run pipeline`: the models, the profile, the data, the concurrency and where branches run."""
 
     family: ClassVar[str] = "pipeline"
 
@@ -54,6 +56,14 @@ class PipelineConfig(RunConfig):
     )
     dataset: Literal["mnist", "fashion-mnist"] = Field("mnist", description="Dataset of the image models.")
     concurrency: int = Field(2, ge=1, le=32, description="Training branches run at once (Prefect futures).")
+    runner: Literal["thread", "dask", "ray"] = Field(
+        "thread",
+        description="Where the branches run: thread (threads of this process), dask or ray (a local cluster of `concurrency` "
+        "one-thread worker processes, or the one at runner_address; needs the `cluster` extra).",
+    )
+    runner_address: str | None = Field(
+        None, description="An existing cluster for runner=dask (scheduler, tcp://host:8786) or ray (ray://host:10001); default: a local one."
+    )
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description='Per-model keys, as JSON: {"vae": {"epochs": 5}, "dqn": {"total_steps": 20000}}.'
     )
@@ -82,12 +92,24 @@ class PipelineConfig(RunConfig):
             raise ValueError(f"unknown pipeline model(s) {', '.join(map(repr, unknown))}; known: {', '.join(BRANCHES)}")
         if not self.models:
             raise ValueError("models is empty; name at least one of " + ", ".join(BRANCHES))
+        self._runner_is_usable()
         for name in self.models:
             try:
                 self.branch_config(name)
             except ConfigError as err:
                 raise ValueError(f"pipeline model {name!r}: {err}") from None
         return self
+
+    def _runner_is_usable(self) -> None:
+        """A cluster address only with a cluster runner, and that runner's package installed."""
+        if self.runner_address and self.runner == "thread":
+            raise ValueError(f"runner_address={self.runner_address!r} needs runner=dask or runner=ray; the thread runner has no cluster")
+        package = RUNNER_PACKAGES.get(self.runner)
+        if package and importlib.util.find_spec(package) is None:
+            raise ValueError(
+                f"runner={self.runner} needs the {package} package, which is not installed; "
+                "install rlgen's cluster extra (pip install -e '.[cluster]') or use runner=thread"
+            )
 
     def branch_values(self, name: str) -> dict[str, Any]:
         """The keys of one branch's model config: variant, budget, data, shared keys, then overrides."""
