@@ -45,7 +45,7 @@ def load(name: str) -> Callable[[Options], list[Figure]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small budgets, speed figures only (under 10 minutes on 2 cores)")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help=f"run these only: {', '.join(BENCHMARKS)}")
     parser.add_argument("--device", default="cpu", help="training/inference device: cpu, cuda, auto (threads and overhead: CPU)")

@@ -6,6 +6,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -88,7 +89,7 @@ def print_table(figures: Iterable[Figure], title: str) -> None:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for f in figures:
         table.add_row(f.benchmark, f.name, fmt(f.value), f.unit, str(f.threads), f.device, f.detail)
-    Console(width=max(160, int(os.environ.get("COLUMNS", "0") or 0))).print(table)
+    Console(width=None if sys.stdout.isatty() else 220).print(table)  # a log file gets whole rows
 
 
 def save(figures: Iterable[Figure], path: Path, **summary: Any) -> Path:

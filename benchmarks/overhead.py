@@ -106,9 +106,10 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
         return Run(time.perf_counter() - started, train)
 
     runs: dict[str, dict[int, Run]] = {mode: {} for mode in MODES}
-    prefect_logger = logging.getLogger("prefect")
-    level = prefect_logger.level
-    prefect_logger.setLevel(logging.WARNING)  # no run-by-run INFO lines in the middle of the suite's output
+    loggers = [logging.getLogger(name) for name in ("prefect", "mlflow")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)  # no run-by-run INFO lines in the middle of the suite's output
     try:
         with tempfile.TemporaryDirectory(prefix="rlgen-bench-overhead-") as tmp, env(RLGEN_HOME=tmp), prefect_test_harness(server_startup_timeout=180):
             prepared = prepare_data(config(n))
@@ -122,7 +123,8 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
             warm_prefect_home(Path(tmp))
             runs["cli"][n] = cli(n, Path(tmp))
     finally:
-        prefect_logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
     return runs
 
 

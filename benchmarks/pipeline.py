@@ -5,7 +5,7 @@ each (tasks/pipeline.py share_threads); with 1, the branch gets both. About 15+ 
 
 `--quick` (a check that it works, not a figure): three models on tiny budgets.
 
-    python -m benchmarks.pipeline [--quick] [--concurrency 1 2]
+    python -m benchmarks.pipeline [--quick] [--concurrency 1 2] [--set runner=dask ...]
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ def branch_seconds(pipeline_run_id: str, home: Path) -> dict[str, float]:
     return {re.sub(r"-s\d+-\d{8}T\d{6}$", "", r.info.run_name): (r.info.end_time - r.info.start_time) / 1000 for r in runs}
 
 
-def pipeline_figures(concurrencies: list[int], quick: bool, device: str = "cpu") -> list[Figure]:
-    """Wall time per concurrency, each branch's time, and the speed-up of the largest concurrency over 1."""
-    extra = [*(QUICK if quick else []), f"device={device}"]
+def pipeline_figures(concurrencies: list[int], quick: bool, device: str = "cpu", sets: tuple[str, ...] = ()) -> list[Figure]:
+    """Wall time per concurrency, each branch's time, and the speed-up of the largest concurrency over 1; `sets` are
+    extra KEY=VALUE for the pipeline (runner=dask, models=..., ...)."""
+    extra = [*(QUICK if quick else []), f"device={device}", *sets]
     walls, branches, threads = {}, {}, {}
     for c in concurrencies:
         with tempfile.TemporaryDirectory(prefix=f"rlgen-bench-pipeline-{c}-") as home:
@@ -73,8 +74,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="three models on tiny budgets: a check, not a figure")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", dest="sets", nargs="*", default=[], help="extra KEY=VALUE for the pipeline, e.g. runner=dask")
     args = parser.parse_args()
-    rows = pipeline_figures(args.concurrency, args.quick, args.device)
+    rows = pipeline_figures(args.concurrency, args.quick, args.device, tuple(args.sets))
     print_table(rows, "pipeline: concurrency")
     save(rows, RESULTS / ("pipeline-quick.json" if args.quick else "pipeline.json"))
 
