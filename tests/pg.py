@@ -11,11 +11,12 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
+
+from servers import free_port
 
 BIN_DIRS = ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/*/bin"]  # Debian's layout, 15 first (the CI image's)
 USER = "rlgen"  # the superuser the cluster is created with, as in docker/compose.yaml
@@ -59,12 +60,6 @@ def find_bin() -> Path:
         f"PostgreSQL server binaries (initdb, pg_ctl, postgres) not found; looked in {looked}. "
         "Install them (Debian/Ubuntu: apt-get install postgresql-15) or point RLGEN_TEST_PG_BIN at their folder."
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_owner() -> dict:

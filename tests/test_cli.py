@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 
 from rlgen.cli import app
 from rlgen.registry import COMMANDS
+from servers import free_port, wait_healthy
 
 
 @pytest.mark.parametrize("command", [[], ["run"], *(["run", name] for name in COMMANDS), ["play"], ["sample"], ["score"], ["generate"], ["serve"], ["runs"], ["ui"]])
@@ -46,22 +46,13 @@ def test_ui_serves_the_store_on_localhost(store: Path, tmp_path: Path) -> None:
         tracking.log_artifact(run_id, tmp_path / "model.pt", "model")
         version = tracking.register_model(run_id, "model", "vae-mnist")
     promotion.promote(version, "vae", {"eval/iw_nll": 99.0}, "key")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     rlgen = Path(sys.executable).with_name("rlgen")
-    server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "ui.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "the MLflow UI did not answer within 120 s"
-                time.sleep(1)
+        wait_healthy(f"http://127.0.0.1:{port}/health", server, log, timeout=120)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import httpx
 import pg
+from servers import free_port, wait_healthy
 import pytest
 from mlflow.tracking import MlflowClient
 from test_flow_pipeline import SHARED, TINY
@@ -39,26 +40,13 @@ class Servers(NamedTuple):
     prefect: str  # PREFECT_API_URL
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert process.poll() is None, f"{url}: the server exited {process.returncode}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"{url}: not healthy within {timeout:.0f} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.5)
-
-
 @pytest.fixture
 def servers(postgres: pg.Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """The MLflow and Prefect servers of docker/compose.yaml, each on its own PostgreSQL database, on 127.0.0.1."""
     home = tmp_path_factory.mktemp("pg-servers")
     postgres.create_database("prefect")  # as docker/postgres-init.sql does
     postgres.create_database("mlflow")
-    mlflow_port, prefect_port = pg.free_port(), pg.free_port()
+    mlflow_port, prefect_port = free_port(), free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home / "prefect"),

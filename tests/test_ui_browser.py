@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import free_port, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [  # headless, as root, offline: no sandbox, GPU, QUIC, first-run UI or background traffic
@@ -27,9 +26,7 @@ CHROMIUM_FLAGS = [  # headless, as root, offline: no sandbox, GPU, QUIC, first-r
 @pytest.fixture
 def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
     """`rlgen ui` on a free port over the test's store; yields its URL once /health answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     rlgen = Path(sys.executable).with_name("rlgen")
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a faster start
     # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`. Its log goes to a
@@ -39,16 +36,7 @@ def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
         server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    assert response.status == 200
-                    break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the MLflow UI did not answer within 120 s"
-                time.sleep(0.5)
+        wait_healthy(f"{url}/health", server, log, timeout=120)
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
