@@ -303,8 +303,10 @@ class TrainingSession:
                 while True:
                     try:
                         result = fit(start)
-                        if done is not None and self.checkpointer.last_step != done(result)[0]:
-                            self.checkpointer.save(*done(result), self._extra())
+                        if done is not None:
+                            step, position = done(result)
+                            if self.checkpointer.last_step != step:
+                                self.checkpointer.save(step, position, self._extra())
                         return result
                     except (NonFiniteLoss, NonFiniteParameters) as err:
                         if not self.cfg.nan_rollback or rolled_back or self.checkpointer.last_step is None:
