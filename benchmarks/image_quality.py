@@ -75,7 +75,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = quality(args.only, args.data_dir, args.extra)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "image_quality.json").write_text(json.dumps({"machine": describe(torch.device("cpu")), "rows": rows}, indent=2))
+    path = RESULTS / "image_quality.json"
+    kept = json.loads(path.read_text()).get("rows", {}) if path.exists() and not args.extra else {}  # --only updates its rows
+    path.write_text(json.dumps({"machine": describe(torch.device("cpu")), "rows": kept | rows, "extra": args.extra}, indent=2))
 
 
 if __name__ == "__main__":

@@ -132,6 +132,54 @@ def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root
     return TrainStep(run, cfg.batch_size * cfg.bptt, len(vocab.decode(sample)) / len(sample))
 
 
+def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
+    """The classic PyTorch example's word LSTM (pytorch/examples word_language_model, defaults: embedding 200, hidden 200,
+    2 layers, dropout 0.2, bptt 35, batch 20, log_softmax + NLLLoss, clip 0.25, plain SGD by `p.data.add_`), written out
+    as it is there, on the same corpus and vocabulary as rlgen's word run: the baseline the issue's target refers to."""
+    from torch import nn
+    from torch.nn import functional
+
+    from models import lm
+    from rlgen.config import LMConfig, config_from_overrides
+    from tasks.lm_data import load_corpus, load_vocabulary, prepare_corpus
+
+    cfg = config_from_overrides(LMConfig, RUNS["word"](data_root.resolve()))
+    prepared = prepare_corpus(cfg.level, cfg.corpus, Path(cfg.corpus_path), cache_dir, cache_dir, cfg.val_fraction)
+    train, ntoken = load_corpus(prepared.path, device)["train"], len(load_vocabulary(prepared.vocab_path))
+    bptt, batch, lr, clip = 35, 20, 20.0, 0.25
+
+    class RNNModel(nn.Module):  # the example's model.py, LSTM, untied
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop, self.encoder = nn.Dropout(0.2), nn.Embedding(ntoken, 200)
+            self.rnn, self.decoder = nn.LSTM(200, 200, 2, dropout=0.2), nn.Linear(200, ntoken)
+
+        def forward(self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+            output, hidden = self.rnn(self.drop(self.encoder(x)), hidden)
+            return functional.log_softmax(self.decoder(self.drop(output)).view(-1, ntoken), dim=1), hidden
+
+    model, criterion = RNNModel().to(device).train(), nn.NLLLoss()
+    data = lm.batchify(train, batch).t().contiguous()  # (N / B, B): the example's sequence-first layout
+    zeros = torch.zeros(2, batch, 200, device=device)
+    position, hidden = 0, (zeros, zeros.clone())
+
+    def run() -> None:
+        nonlocal position, hidden
+        if position + bptt + 1 > data.size(0):  # a new pass
+            position, hidden = 0, (zeros, zeros.clone())
+        x, y = data[position : position + bptt], data[position + 1 : position + 1 + bptt].reshape(-1)
+        model.zero_grad()
+        hidden = tuple(h.detach() for h in hidden)
+        output, hidden = model(x, hidden)
+        criterion(output, y).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-lr)
+        position += bptt
+
+    return TrainStep(run, batch * bptt, 1.0)
+
+
 SPEED_NAMES = {"char": "char (2x256 LSTM)", "word": "word, full softmax", "word-adaptive": "word, adaptive softmax"}
 
 
@@ -148,6 +196,12 @@ def speed_figures(seconds: float, device: torch.device, data_root: Path = DATA) 
                 continue
             figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s", detail, str(device)))
             figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens * step.chars_per_token), "chars/s", detail, str(device)))
+            if name == "word":  # the same-size model as the classic PyTorch example writes it, same data, same run
+                ours = timing.per_sec(step.tokens)
+                classic = time_for(build_classic_step(device, Path(cache), data_root).run, seconds, warmup=2, device=device)
+                theirs = classic.per_sec(step.tokens)
+                figures.append(Figure("lm", "word, the classic PyTorch example: training", theirs, "tokens/s",
+                                      f"{classic.calls} batches of {step.tokens} tokens; rlgen's full softmax: {ours / theirs:.2f}x", str(device)))
     return figures
 
 

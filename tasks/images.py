@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from PIL import Image
 from prefect import task
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid
 
 from models import fid, lenet
 from models.common import autocast, compile_modules, seed_everything
@@ -196,7 +197,19 @@ def sample_grid(generate: Generate, latent_dim: int, conditional: bool, path: Pa
     """A grid of samples; conditional models get one row per class (10 x 10)."""
     labels = torch.arange(n, device=device) // 10 % 10 if conditional else torch.zeros(n, dtype=torch.long, device=device)
     images = generate_batched(generate, latent_dim, labels, device, seed)
-    save_image(images, path, nrow=10, padding=2)
+    return save_grid(images, path, nrow=10)
+
+
+def save_grid(images: Tensor, path: Path, nrow: int = 10) -> Path:
+    """A PNG grid of images (B, C, H, W) in [0, 1]: greyscale for one channel, fast zlib level.
+
+    About 4x faster than torchvision's `save_image` (always RGB, default compression) on a 10 x 10 MNIST grid;
+    the per-epoch grids sit inside the training loop's clock.
+    """
+    grid = make_grid(images.detach().cpu(), nrow=nrow, padding=2)  # (3, H', W'): make_grid repeats one channel
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    array = pixels[0].numpy() if images.shape[1] == 1 else pixels.permute(1, 2, 0).numpy()
+    Image.fromarray(array).save(path, compress_level=1)
     return path
 
 
@@ -269,8 +282,7 @@ def log_image(run_id: str, images: Tensor, artifact_file: str, nrow: int = 10) -
     """Save a grid of images in [0, 1] as a PNG artifact."""
     folder, _, name = artifact_file.rpartition("/")
     with tracking.temp_dir() as tmp:
-        save_image(images.cpu(), Path(tmp) / name, nrow=nrow, padding=2)
-        tracking.log_artifact(run_id, Path(tmp) / name, folder or None)
+        tracking.log_artifact(run_id, save_grid(images, Path(tmp) / name, nrow), folder or None)
 
 
 def log_evaluation(run_id: str, metrics: dict[str, float], step: int) -> None:

@@ -6,6 +6,7 @@ Runs are addressed by explicit run ids through `MlflowClient`, never through MLf
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -210,7 +211,13 @@ def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> s
 
 def artifact_uri(run_id: str, artifact_path: str) -> str:
     """The URI of an artifact of a run."""
-    return f"{client().get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+    return f"{_artifact_root(tracking_uri(), run_id)}/{artifact_path}"
+
+
+@functools.cache
+def _artifact_root(store: str, run_id: str) -> str:
+    """A run's artifact folder, which never changes: looked up once (`get_run` reads all of a run's metrics)."""
+    return client().get_run(run_id).info.artifact_uri.rstrip("/")
 
 
 def download(run_id: str, artifact_path: str, dst: Path) -> Path:
