@@ -4,21 +4,32 @@ train, evaluate, export, register, promote) -> report."""
 from __future__ import annotations
 
 from prefect import flow
+from prefect.futures import PrefectFuture
 
+from rlgen.checkpoints.stop import current_stop
 from rlgen.config.pipeline import PipelineConfig
-from tasks import cluster, pipeline, report
-from tasks.runs import tracked_run
+from rlgen.family import ModelResult
+from rlgen.orchestration import cluster
+from rlgen.pipeline.branches import check_branches, run_all, share_threads
+from rlgen.tracking.lifecycle import tracked_run
+from tasks.pipeline import branch_task, prepare_task, report_task
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict[str, object]:
+def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict[str, object]:  # noqa: B008 (frozen)
     """Train, evaluate, export, register and promote every selected model, then write the report."""
     cluster.check_runner(config)
-    threads = pipeline.share_threads(config)
+    threads = share_threads(config)
     with tracked_run(config, f"pipeline-{config.profile}") as parent_id:
-        pipeline.prepare_task(config, parent_id)
-        results = pipeline.run_branches(config, parent_id, threads)
-        text = report.report_task(config, results, parent_id)
-        pipeline.check_branches(results)
+        prepare_task(config, parent_id)
+        with cluster.task_runner(config, threads) as runner:
+
+            def submit(name: str) -> PrefectFuture[ModelResult]:
+                return runner.submit(branch_task, {"cfg": config, "name": name, "parent_id": parent_id})
+
+            results = run_all(config, submit, current_stop())
+        text = report_task(config, results, parent_id)
+        check_branches(results)
     print(text)
-    return {"run_id": parent_id, "torch_threads": threads, "models": {r.name: r.result.get("model") or r.result.get("model_name") for r in results}}
+    models = {r.name: r.result.model for r in results if r.result is not None}
+    return {"run_id": parent_id, "torch_threads": threads, "models": models}

@@ -10,6 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.errors import NonFiniteLoss, TrainingDiverged
+
+__all__ = ["NonFiniteLoss", "TrainingDiverged"]  # raised by the helpers below; defined without torch
+
 
 def seed_everything(seed: int) -> None:
     """Seed python's, numpy's and torch's global generators (CPU and every CUDA device)."""
@@ -93,21 +97,18 @@ def device_available(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-class NonFiniteLoss(RuntimeError):
-    """A training statistic (loss, gradient norm, ...) became NaN or infinite; the message names it and the step."""
-
-
-def check_finite(stats: dict[str, Tensor], step: int) -> None:
+def check_finite(stats: dict[str, Tensor | float], step: int) -> None:
     """Raise NonFiniteLoss naming the first non-finite statistic of `step`.
 
     On the CPU each scalar is read directly (microseconds); on an accelerator they are stacked so that the
     check costs one device synchronisation, not one per statistic.
     """
-    values = list(stats.values())
-    if values and isinstance(values[0], Tensor) and values[0].device.type != "cpu":
-        finite = bool(torch.isfinite(torch.stack([v.detach().float().reshape(()) for v in values])).all())
+    tensors = [v for v in stats.values() if isinstance(v, Tensor) and v.device.type != "cpu"]
+    if tensors:
+        finite = bool(torch.isfinite(torch.stack([v.detach().float().reshape(()) for v in tensors])).all())
+        finite = finite and all(math.isfinite(float(v)) for v in stats.values() if not isinstance(v, Tensor) or v.device.type == "cpu")
     else:
-        finite = all(math.isfinite(float(v)) for v in values)
+        finite = all(math.isfinite(float(v)) for v in stats.values())
     if not finite:
-        bad = {k: float(v) for k, v in stats.items() if not torch.isfinite(v).all()}
+        bad = {k: float(v) for k, v in stats.items() if not math.isfinite(float(v))}
         raise NonFiniteLoss(f"non-finite {', '.join(f'{k} = {v}' for k, v in bad.items())} at step {step}")

@@ -6,7 +6,6 @@ and metrics leave through an `on_metrics(step, metrics)` callback.
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
 from collections import deque
@@ -18,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -237,122 +235,6 @@ def soft_update_target(target_network: nn.Module, q_network: nn.Module, tau: flo
     """theta_target <- tau * theta + (1 - tau) * theta_target; tau = 1 copies."""
     for target_param, param in zip(target_network.parameters(), q_network.parameters()):
         target_param.lerp_(param, tau)
-
-
-# --------------------------------------------------------------------------- training loop
-
-
-class FitResult(NamedTuple):
-    steps: int  # environment steps taken
-    episodes: int
-    updates: int
-    best_val_return: float | None  # mean return of the policy kept, if validation ran
-    best_step: int | None  # step at which the kept policy was validated
-    solved_step: int | None  # first step at which validation reached the threshold
-
-
-def fit(
-    cfg,  # rlgen.config.DQNConfig: typed loosely so that models/ stays free of the app layer
-    envs,  # gymnasium.vector.VectorEnv with AutoresetMode.SAME_STEP
-    q_network: nn.Module,
-    device: torch.device,
-    on_metrics: MetricsCallback,
-    validate: Callable[[nn.Module], float] | None = None,
-    solve_threshold: float | None = None,
-    after_step: Callable[[int, Callable[[], dict]], None] | None = None,
-    start: dict | None = None,
-) -> FitResult:
-    """Train `q_network` in place; on return it holds the best validated weights (or the last).
-
-    `after_step(step, position)` runs after every vector step; `position()` is the training state beyond
-    `q_network` (target network, optimizer, replay memory, counters, RNGs): pass it back as `start`
-    to go on from there. The environments cannot be snapshot, so a resumed run starts new episodes.
-    """
-    n_envs = envs.num_envs
-    n_actions = int(envs.single_action_space.n)
-    target_network = copy.deepcopy(q_network)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
-    memory = ReplayMemory(cfg.buffer_size, seed=cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    step = episodes = updates = 0
-    best: tuple[float, int, dict[str, Tensor]] | None = None
-    solved_step = None
-    stats: dict[str, Tensor] = {}
-    seeds = [cfg.seed + i for i in range(n_envs)]
-    if start is not None:
-        target_network.load_state_dict(start["target"])
-        optimizer.load_state_dict(start["optimizer"])
-        memory.load_state_dict(start["memory"])
-        rng.bit_generator.state = start["rng"]
-        step, episodes, updates, solved_step = start["step"], start["episodes"], start["updates"], start["solved_step"]
-        best = tuple(start["best"]) if start["best"] is not None else None
-        seeds = [cfg.seed + step + i for i in range(n_envs)]  # new episodes, seeded by where they start
-
-    def position() -> dict:
-        return {
-            "step": step, "episodes": episodes, "updates": updates, "solved_step": solved_step, "best": best,
-            "target": target_network.state_dict(), "optimizer": optimizer.state_dict(),
-            "memory": memory.state_dict(with_transitions=cfg.checkpoint_replay), "rng": rng.bit_generator.state,
-        }
-
-    obs, _ = envs.reset(seed=seeds)
-    episode_return = np.zeros(n_envs)
-    episode_length = np.zeros(n_envs, dtype=np.int64)
-    while step < cfg.total_steps:
-        epsilon = linear_epsilon(step, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
-        actions = select_actions(q_network, obs, epsilon, n_actions, rng)
-        next_obs, rewards, done = collect(envs, obs, actions, memory)
-        step += n_envs
-        episode_return += rewards
-        episode_length += 1
-        for i in np.flatnonzero(done):
-            episodes += 1
-            on_metrics(step, {
-                "rl/episodic_return": float(episode_return[i]),
-                "rl/episode_length": float(episode_length[i]),
-                "rl/epsilon": epsilon,
-            })
-            episode_return[i], episode_length[i] = 0.0, 0
-        obs = next_obs
-
-        # td_update rounds, and the target network every `target_update_every` gradient steps
-        if step >= cfg.learning_starts and step % cfg.train_every < n_envs and len(memory) >= cfg.batch_size:
-            for _ in range(cfg.gradient_steps):
-                batch = memory.sample(cfg.batch_size, device)
-                stats = td_update(
-                    q_network, target_network, optimizer, batch, cfg.gamma, cfg.double_dqn, cfg.max_grad_norm
-                )
-                updates += 1
-            check_finite(stats, step)
-        if step % cfg.target_update_every < n_envs:
-            soft_update_target(target_network, q_network, cfg.tau)
-        if stats and step % cfg.log_every < n_envs:
-            on_metrics(step, {k: float(v) for k, v in stats.items()} | {"rl/epsilon": epsilon})
-
-        # validate, keep the best weights, stop once solved
-        if validate is not None and cfg.eval_every and step % cfg.eval_every < n_envs and step >= cfg.learning_starts:
-            mean_return = validate(q_network)
-            on_metrics(step, {"val/mean_return": mean_return})
-            if best is None or mean_return >= best[0]:
-                best = (mean_return, step, copy.deepcopy(q_network.state_dict()))
-            if solve_threshold is not None and mean_return >= solve_threshold:
-                solved_step = solved_step or step
-                if cfg.stop_when_solved:
-                    log.info("validation mean return %.1f >= %.1f at step %d: stopping", mean_return, solve_threshold, step)
-                    break
-        if after_step is not None:
-            after_step(step, position)
-
-    if best is not None:
-        q_network.load_state_dict(best[2])
-    return FitResult(
-        steps=step,
-        episodes=episodes,
-        updates=updates,
-        best_val_return=None if best is None else best[0],
-        best_step=None if best is None else best[1],
-        solved_step=solved_step,
-    )
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -17,10 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.errors import TrainingDiverged
 from models.gan import from_unit, to_unit
 
 
-class LangevinDivergence(RuntimeError):
+class LangevinDivergence(TrainingDiverged):
     """A Langevin chain produced non-finite or exploding values; the message names the step and step size."""
 
 

@@ -9,18 +9,14 @@ pass c through unchanged, so training, sampling and the exported module share on
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.common import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -243,93 +239,6 @@ def evaluate(model: RNNModel, streams: Tensor, bptt: int) -> float:
         count += y.numel()
     model.train(was_training)
     return float(total) / count
-
-
-class FitResult(NamedTuple):
-    steps: int
-    epochs: int
-    tokens: int  # since the run began (a resumed run counts its checkpoint's)
-    train_seconds: float  # this call's training only, validation excluded
-    best_val_loss: float
-    best_state: dict[str, Tensor]  # the model's state_dict at its best validation
-    best_step: int
-    lr: float
-    stopped_early: bool
-    position: dict  # where the loop ended: passed back as `start`, fit returns this result at once
-
-
-def fit(model: RNNModel, optimizer: torch.optim.Optimizer, train: Tensor, val: Tensor, *, bptt: int, epochs: int,
-        max_steps: int | None, clip: float, anneal: float, patience: int, eval_every: int | None, eval_batch_size: int,
-        on_metrics: Callable[[int, dict[str, float]], None], on_validation: Callable[[int, int, float], None] | None = None,
-        log_every: int = 10, after_step: Callable[[int, Callable[[], dict]], None] | None = None, start: dict | None = None) -> FitResult:
-    """Truncated BPTT over train streams (B, N) with the state carried across windows; validate on val (N,) every
-    `eval_every` windows (default once per epoch) and at the end; anneal the learning rate when validation does
-    not improve and stop after `patience` validations without improvement. Keeps the best weights.
-
-    `after_step(step, position)` runs after every step and its validation; `position()` is where the loop stands
-    (epoch, window, carried state, running sums, best weights, early-stopping counters): passed back as `start`
-    with the model, optimizer and RNG states of the same moment, training goes on bit for bit."""
-    windows = list(bptt_windows(train, bptt))  # views: window i of every epoch
-    per_epoch, device = len(windows), model.encoder.weight.device
-    budget = min(epochs * per_epoch, max_steps or epochs * per_epoch)
-    val_streams = batchify(val, min(eval_batch_size, max(1, val.numel() // 2)))
-    best, best_state, best_step, bad, step, tokens = math.inf, copy.deepcopy(model.state_dict()), 0, 0, 0, 0
-    stopped, last_eval, epoch, window = False, 0, 1, 0  # window: windows done in this epoch
-    state, sums = model.initial_state(train.size(0)), {}
-    if start is not None:
-        best, best_step, bad, step, tokens = start["best"], start["best_step"], start["bad"], start["step"], start["tokens"]
-        stopped, last_eval, epoch, window = start["stopped"], start["last_eval"], start["epoch"], start["window"]
-        best_state = {k: v.to(device) for k, v in start["best_state"].items()}
-        state, sums = tuple(s.to(device) for s in start["state"]), {k: v.to(device) for k, v in start["sums"].items()}
-    first_tokens, eval_seconds, started = tokens, 0.0, time.perf_counter()
-    model.train()
-
-    def position() -> dict:
-        return {"step": step, "epoch": epoch, "window": window, "tokens": tokens, "state": tuple(s.cpu() for s in state),
-                "sums": {k: v.cpu() for k, v in sums.items()}, "best": best, "best_state": {k: v.cpu() for k, v in best_state.items()},
-                "best_step": best_step, "bad": bad, "last_eval": last_eval, "stopped": stopped}
-
-    def validate() -> bool:
-        """Validate, keep the best weights, anneal or stop; True means stop."""
-        nonlocal best, best_state, best_step, bad, last_eval, eval_seconds
-        began, last_eval = time.perf_counter(), step
-        loss = evaluate(model, val_streams, bptt)
-        on_metrics(step, {"val/loss": loss, "val/perplexity": math.exp(min(loss, 50.0)), "val/bits_per_token": loss / math.log(2)})
-        if on_validation is not None:
-            on_validation(epoch, step, loss)
-        eval_seconds += time.perf_counter() - began
-        if loss < best:
-            best, best_state, best_step, bad = loss, copy.deepcopy(model.state_dict()), step, 0
-            return False
-        bad += 1
-        for group in optimizer.param_groups:
-            group["lr"] *= anneal
-        log.info("step %d: validation %.4f did not improve on %.4f; learning rate now %.3g", step, loss, best, optimizer.param_groups[0]["lr"])
-        return bad >= patience
-
-    while step < budget and not stopped:
-        if window == per_epoch:  # a new epoch starts from the zero state
-            epoch, window, state = epoch + 1, 0, model.initial_state(train.size(0))
-        x, y = windows[window]
-        stats, state = train_step(model, optimizer, x, y, state, clip)
-        step, window, tokens = step + 1, window + 1, tokens + y.numel()
-        check_finite(stats, step)
-        for key, value in stats.items():  # running sums on the device: .item() only when logging
-            sums[key] = sums[key] + value if key in sums else value
-        if step % log_every == 0 or step == budget:
-            since = step - (step - 1) // log_every * log_every  # batches since the last log
-            seconds = time.perf_counter() - started - eval_seconds
-            on_metrics(step, {**{k: float(v) / since for k, v in sums.items()}, "train/lr": optimizer.param_groups[0]["lr"],
-                              "train/epoch": epoch, "perf/tokens_per_sec": (tokens - first_tokens) / seconds})
-            sums = {}
-        if eval_every and step % eval_every == 0 or not eval_every and window == per_epoch and step < budget:
-            stopped = validate()
-        if step >= budget and last_eval != step:
-            validate()  # always at the end
-        if after_step is not None:
-            after_step(step, position)
-    train_seconds = time.perf_counter() - started - eval_seconds
-    return FitResult(step, epoch, tokens, train_seconds, best, best_state, best_step, optimizer.param_groups[0]["lr"], stopped, position())
 
 
 # --------------------------------------------------------------------------- sampling

@@ -183,6 +183,21 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
 
 
 @torch.no_grad()
+def negative_elbo(model: nn.Module, x_uint8: Tensor, y: Tensor, batch: int = 1000) -> float:
+    """Mean negative ELBO per image, in nats, over a whole split of uint8 images (N, 1, 28, 28)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, len(x_uint8), batch):
+        x = x_uint8[start : start + batch].float() / 255.0
+        labels = y[start : start + batch] if model.conditional else None
+        logits, mu, logvar = model(x, labels)
+        total += float(bernoulli_nll(logits, x).sum() + kl_divergence(mu, logvar).sum())
+    model.train(was_training)
+    return total / len(x_uint8)
+
+
+@torch.no_grad()
 def importance_weighted_nll(
     model: nn.Module,
     x: Tensor,

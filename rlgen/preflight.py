@@ -22,15 +22,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel
 
 from rlgen import settings
-from rlgen.config import ConfigError
+from rlgen.errors import PreflightError, UserError
 
 TIMEOUT_ENV = "RLGEN_PREFLIGHT_TIMEOUT"
 DEFAULT_TIMEOUT_S = 5.0
 DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
-
-
-class PreflightError(ConfigError):
-    """The environment cannot run rlgen (a store that cannot be written, a server that does not answer)."""
 
 
 def check_run(config_cls: type[BaseModel]) -> None:
@@ -85,7 +81,9 @@ def check_tracking() -> None:
 
 def check_prefect() -> None:
     """Prefect's API answers, if one is configured (PREFECT_API_URL or the active Prefect profile)."""
-    from prefect.settings import get_current_settings  # what the flow will use; prefect is imported next anyway
+    from prefect.settings import (
+        get_current_settings,  # what the flow will use; prefect is imported next anyway
+    )
 
     url = get_current_settings().api.url
     if url:
@@ -236,9 +234,7 @@ def quiet_user_errors() -> None:
     """Prefect logs a ConfigError or DataError raised in a flow with its traceback; the CLI says it in one paragraph instead."""
     import logging
 
-    from tasks.image_data import DataError  # imported with the flow already
-
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _NoTracebackForUserErrors) for f in logger.filters):
-            logger.addFilter(_NoTracebackForUserErrors((ConfigError, DataError)))
+            logger.addFilter(_NoTracebackForUserErrors(UserError))

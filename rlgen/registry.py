@@ -1,96 +1,61 @@
-"""The model families rlgen knows: the CLI, the deployments and the tests all enumerate MODELS."""
+"""The model families rlgen knows. This is the only list of them: the CLI, the pipeline, the report, promotion,
+`rlgen runs`, the deployments and the tests enumerate it.
+
+A family of your own registers itself: `register(Family(...))` in a module named by $RLGEN_PLUGINS
+(comma-separated module paths, imported when the registry is), and every rlgen command sees it.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
 
-from pydantic import BaseModel
+from rlgen.config.base import RunConfig
+from rlgen.errors import ConfigError
+from rlgen.families import coop, descriptor, dqn, gan, generator, lm, vae
+from rlgen.family import Branch, Family
 
-from rlgen.config import (
-    CoopConfig,
-    DescriptorConfig,
-    DQNConfig,
-    GANConfig,
-    GeneratorConfig,
-    LMConfig,
-    VAEConfig,
-)
-from rlgen.config.pipeline import PipelineConfig
+FAMILIES: dict[str, Family] = {f.name: f for f in (dqn.FAMILY, vae.FAMILY, gan.FAMILY, descriptor.FAMILY, generator.FAMILY, coop.FAMILY, lm.FAMILY)}
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    config: type[BaseModel]
-    flow: str  # "module:function", imported only when the flow runs (prefect is slow to import)
-    summary: str
-
-    def load_flow(self) -> Callable:
-        """Import and return the Prefect flow object."""
-        module, _, attr = self.flow.partition(":")
-        return getattr(importlib.import_module(module), attr)
+def register(family: Family) -> Family:
+    """Add a family (a plugin's, a test's); its name and its pipeline branches' names must be new."""
+    if family.name in FAMILIES or family.name == "pipeline":
+        raise ValueError(f"a family called {family.name!r} is already registered; pick another name")
+    taken = set(family.branches) & set(branches())
+    if taken:
+        raise ValueError(f"pipeline branch name(s) {', '.join(sorted(taken))} of {family.name!r} are taken; rename them")
+    FAMILIES[family.name] = family
+    return family
 
 
-MODELS: dict[str, ModelSpec] = {
-    "dqn": ModelSpec(
-        name="dqn",
-        config=DQNConfig,
-        flow="flows.dqn:dqn_flow",
-        summary="DQN agent on a Gymnasium environment (CartPole-v1 by default).",
-    ),
-    "vae": ModelSpec(
-        name="vae",
-        config=VAEConfig,
-        flow="flows.vae:vae_flow",
-        summary="Variational autoencoder (MLP, convolutional or conditional) on MNIST-like images.",
-    ),
-    "gan": ModelSpec(
-        name="gan",
-        config=GANConfig,
-        flow="flows.gan:gan_flow",
-        summary="DCGAN or conditional GAN on MNIST-like images.",
-    ),
-    "descriptor": ModelSpec(
-        name="descriptor",
-        config=DescriptorConfig,
-        flow="flows.langevin:descriptor_flow",
-        summary="Energy-based descriptor net sampled by Langevin dynamics; exported as an energy (scoring) module.",
-    ),
-    "generator": ModelSpec(
-        name="generator",
-        config=GeneratorConfig,
-        flow="flows.langevin:generator_flow",
-        summary="Generator net trained by alternating back-propagation (Langevin inference of its latent vectors).",
-    ),
-    "coop": ModelSpec(
-        name="coop",
-        config=CoopConfig,
-        flow="flows.langevin:coop_flow",
-        summary="Descriptor and generator trained cooperatively (CoopNets); exports the generator.",
-    ),
-    "lm": ModelSpec(
-        name="lm",
-        config=LMConfig,
-        flow="flows.lm:lm_flow",
-        summary="LSTM (or GRU, tanh-RNN) language model at character level (Tiny Shakespeare) or word level (WikiText-2).",
-    ),
-}
+def unregister(name: str) -> None:
+    """Remove a registered family (tests clean up with this)."""
+    FAMILIES.pop(name, None)
 
 
-PIPELINE = ModelSpec(
-    name="pipeline",
-    config=PipelineConfig,
-    flow="flows.pipeline:pipeline_flow",
-    summary="The main job: every selected model's flow (concurrent branches), champion promotion, and a report.",
-)
-COMMANDS: dict[str, ModelSpec] = {"pipeline": PIPELINE, **MODELS}  # what `rlgen run` offers
-
-
-def model_spec(name: str) -> ModelSpec:
-    """The spec of model `name`; an unknown name lists the known ones."""
+def family(name: str) -> Family:
+    """The family called `name`; an unknown name lists the known ones."""
     try:
-        return MODELS[name]
+        return FAMILIES[name]
     except KeyError:
-        raise KeyError(f"Unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        raise ConfigError(f"Unknown model {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
+
+
+def family_of(config: RunConfig) -> Family:
+    """The family whose config class `config` is."""
+    return family(getattr(config, "family", type(config).__name__))
+
+
+def branches() -> dict[str, tuple[Family, Branch]]:
+    """Every pipeline branch (model) of every family, by branch name, in registry order."""
+    return {name: (f, branch) for f in FAMILIES.values() for name, branch in f.branches.items()}
+
+
+def load_plugins() -> None:
+    """Import the modules named in $RLGEN_PLUGINS (each registers its families)."""
+    for module in filter(None, (m.strip() for m in os.environ.get("RLGEN_PLUGINS", "").split(","))):
+        importlib.import_module(module)
+
+
+load_plugins()

@@ -1,4 +1,5 @@
-"""Typed, validated run configurations: one pydantic model per model family.
+"""Typed, validated run configurations. Each family's config class lives with its family (rlgen.families);
+here are the base classes, the shared image and Langevin keys, the pipeline's config, and `--set` parsing.
 
 The same object is the Prefect flow parameter, the target of the CLI's `--set key=value`,
 the MLflow params of the run, and a key in every checkpoint.
@@ -9,33 +10,9 @@ from rlgen.config.base import (
     RunConfig,
     TrainConfig,
     config_from_overrides,
+    depends,
     describe_fields,
     validate_config,
 )
-from rlgen.config.dqn import DQNConfig
-from rlgen.config.image import (
-    CoopConfig,
-    DescriptorConfig,
-    GANConfig,
-    GeneratorConfig,
-    ImageConfig,
-    VAEConfig,
-)
-from rlgen.config.lm import LMConfig
 
-__all__ = [
-    "ConfigError",
-    "CoopConfig",
-    "DQNConfig",
-    "DescriptorConfig",
-    "GANConfig",
-    "GeneratorConfig",
-    "ImageConfig",
-    "LMConfig",
-    "RunConfig",
-    "TrainConfig",
-    "VAEConfig",
-    "config_from_overrides",
-    "describe_fields",
-    "validate_config",
-]
+__all__ = ["ConfigError", "RunConfig", "TrainConfig", "config_from_overrides", "depends", "describe_fields", "validate_config"]

@@ -3,15 +3,56 @@
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rlgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlgen.config.pipeline import PipelineConfig
+
+
+def depends(key: str, defaults: dict[str, Any], description: str, **constraints: Any) -> Any:
+    """A field whose default depends on the value of `key`: `defaults[value]` (all of them shown in --help).
+
+    For example `hidden: int = depends("level", {"char": 256, "word": 200}, "Hidden units per layer.")`.
+    """
+    shown = ", ".join(f"{value} with {key}={choice}" for choice, value in defaults.items())
+    extra = {"depends_on": key, "defaults": defaults}
+    return Field(None, description=f"{description} Default: {shown}.", json_schema_extra=extra, **constraints)
 
 
 class RunConfig(BaseModel):
     """Fields every flow shares: seeding, device placement and where the run is recorded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dependent_defaults(cls, data: Any) -> Any:
+        """Fill each `depends(...)` field the user left unset from the value of the key it depends on."""
+        if not isinstance(data, dict):
+            return data
+        filled = dict(data)
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra
+            if not isinstance(extra, dict) or "depends_on" not in extra or filled.get(name) is not None:
+                continue
+            key = str(extra["depends_on"])
+            choice = filled.get(key, cls.model_fields[key].get_default(call_default_factory=True))
+            defaults = extra["defaults"]
+            assert isinstance(defaults, dict)
+            if choice in defaults:
+                filled[name] = defaults[choice]
+        return filled
 
     seed: int = Field(1, ge=0, description="Seed for torch, numpy, python and the environments.")
     device: str = Field(
@@ -42,12 +83,20 @@ class TrainConfig(RunConfig):
     amp: bool = Field(True, description="bf16 autocast for training on a CUDA device that supports it; no effect on the CPU.")
     compile: bool = Field(False, description="torch.compile the networks before training (slow first steps, faster after).")
 
+    family: ClassVar[str] = ""  # the name of the family this config belongs to (rlgen.registry)
+
+    @property
+    def registered_name(self) -> str:
+        """The MLflow registered-model name of what this config trains."""
+        return self.family
+
+    @classmethod
+    def pipeline_data(cls, values: dict[str, Any], pipeline: PipelineConfig) -> dict[str, Any]:
+        """The data keys the pipeline derives for a branch of this family from its own keys (data_root, dataset)."""
+        return {}
+
 
 C = TypeVar("C", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A configuration the user gave cannot be used; the message says why and how to fix it."""
 
 
 def config_from_overrides(cls: type[C], pairs: list[str]) -> C:
@@ -86,6 +135,12 @@ def describe_fields(cls: type[BaseModel]) -> list[tuple[str, str, str]]:
     """(key, default, description) for every field of a config class, in declaration order."""
     rows = []
     for key, field in cls.model_fields.items():
-        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-        rows.append((key, repr(default), field.description or ""))
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and "depends_on" in extra:
+            defaults = extra["defaults"]
+            assert isinstance(defaults, dict)
+            shown = " / ".join(f"{value!r} ({choice})" for choice, value in defaults.items())
+        else:
+            shown = repr(field.get_default(call_default_factory=True))
+        rows.append((key, shown, field.description or ""))
     return rows

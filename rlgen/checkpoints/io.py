@@ -1,0 +1,48 @@
+"""Checkpoint files: written through a temporary file and a rename, read with weights_only=True.
+
+A run's resumable checkpoint lives at `<rlgen home>/checkpoints/<run id>/train.pt`, where a Prefect retry of
+the training task and `rlgen run NAME --resume RUN_ID` find it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlgen.settings import checkpoints_dir
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` to `path` through a temporary file and a rename, so no reader ever sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; only tensors and plain data are accepted."""
+    try:
+        payload: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable rlgen checkpoint ({err.__class__.__name__}: {err})") from None
+    return payload
+
+
+def run_checkpoint_path(run_id: str, name: str = "train.pt") -> Path:
+    """Where the training of run `run_id` keeps its resumable checkpoint."""
+    return checkpoints_dir() / run_id / name

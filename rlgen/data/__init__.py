@@ -1,0 +1,1 @@
+"""Data preparation: image datasets (IDX files, seeded splits, cached tensors) and text corpora."""

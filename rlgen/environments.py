@@ -1,0 +1,127 @@
+"""Gymnasium environments: checking an id, pixel observations, vector envs, non-overlapping episode seeds."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from rlgen.errors import ConfigError
+
+EVAL_WAVE = 50  # environments stepped together during evaluation
+
+
+class EnvSpec(NamedTuple):
+    env_id: str
+    obs_shape: tuple[int, ...]  # as the Q-network sees it
+    n_actions: int
+    max_episode_steps: int | None
+    solve_threshold: float | None  # the environment's reward_threshold unless the config sets one
+
+
+class EnvConfig(Protocol):
+    """The config keys an environment is made from."""
+
+    seed: int
+    env_id: str
+    obs_mode: str
+    frame_stack: int
+    pixel_height: int
+    pixel_width: int
+    solve_threshold: float | None
+
+
+class PixelObservation(gym.ObservationWrapper):  # type: ignore[type-arg]
+    """Replace the observation with the rendered frame, grey and area-downsampled to (H, W) uint8."""
+
+    def __init__(self, env: gym.Env, height: int, width: int) -> None:
+        super().__init__(env)
+        self.size = (height, width)
+        self.observation_space = gym.spaces.Box(0, 255, shape=(height, width), dtype=np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        frame = torch.from_numpy(np.ascontiguousarray(self.env.render())).float()  # (H0, W0, 3)
+        grey = frame.mean(dim=2)[None, None]  # (1, 1, H0, W0)
+        small = F.interpolate(grey, size=self.size, mode="area")[0, 0]
+        return small.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def episode_seeds(cfg: EnvConfig, purpose: str, n: int) -> list[int]:
+    """Environment seeds that never overlap between training, validation and evaluation."""
+    offset = {"train": 0, "validation": 1, "evaluation": 2}[purpose] * 10**8
+    return [offset + cfg.seed * 10**4 + i for i in range(n)]
+
+
+def make_env(env_id: str, obs_mode: str = "state", frame_stack: int = 2, height: int = 40, width: int = 60) -> gym.Env:
+    """One environment, observing state vectors or stacks of downsampled frames."""
+    if obs_mode == "state":
+        return gym.make(env_id)
+    env = gym.make(env_id, render_mode="rgb_array")
+    env = PixelObservation(env, height, width)
+    return gym.wrappers.FrameStackObservation(env, frame_stack)  # (K, H, W)
+
+
+def make_vector_env(cfg: EnvConfig | dict[str, Any], num_envs: int) -> SyncVectorEnv:
+    """`num_envs` copies in one process; a finished episode resets within the same step.
+
+    Same-step autoreset (not Gymnasium 1.x's default next-step) means every step returns a real
+    transition; the finished episode's last observation is in infos["final_obs"].
+    """
+    settings = cfg if isinstance(cfg, dict) else env_settings(cfg)
+    factory = partial(make_env, **settings)
+    return SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def env_settings(cfg: EnvConfig) -> dict[str, Any]:
+    """The keyword arguments of `make_env` a config implies; also stored with the exported policy."""
+    return {
+        "env_id": cfg.env_id,
+        "obs_mode": cfg.obs_mode,
+        "frame_stack": cfg.frame_stack,
+        "height": cfg.pixel_height,
+        "width": cfg.pixel_width,
+    }
+
+
+def describe_env(cfg: EnvConfig) -> EnvSpec:
+    """Check that the environment exists and suits DQN, and return its shapes; raises ConfigError."""
+    try:
+        spec = gym.spec(cfg.env_id)
+    except gym.error.Error as err:
+        raise ConfigError(
+            f"Unknown environment env_id={cfg.env_id!r}: {err}. "
+            "Pass a registered Gymnasium id, for example --set env_id=CartPole-v1."
+        ) from None
+    env = make_env(**env_settings(cfg))
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"DQN needs discrete actions, but {cfg.env_id} has action space {env.action_space}; "
+                "pick an environment with a Discrete action space (CartPole-v1, Acrobot-v1, "
+                "MountainCar-v0, LunarLander-v3)."
+            )
+        if not isinstance(env.observation_space, gym.spaces.Box):
+            raise ConfigError(
+                f"DQN needs Box observations, but {cfg.env_id} has {env.observation_space}; "
+                "pick an environment with vector observations or use --set obs_mode=pixels."
+            )
+        if cfg.obs_mode == "state" and len(env.observation_space.shape) != 1:
+            raise ConfigError(
+                f"{cfg.env_id} observes arrays of shape {env.observation_space.shape}, not vectors; "
+                "use --set obs_mode=pixels."
+            )
+        threshold = cfg.solve_threshold if cfg.solve_threshold is not None else spec.reward_threshold
+        return EnvSpec(
+            env_id=cfg.env_id,
+            obs_shape=tuple(env.observation_space.shape),
+            n_actions=int(env.action_space.n),
+            max_episode_steps=spec.max_episode_steps,
+            solve_threshold=None if threshold is None else float(threshold),
+        )
+    finally:
+        env.close()

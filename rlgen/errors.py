@@ -1,0 +1,45 @@
+"""The errors rlgen raises on purpose. Each message says what failed, the value it got, and the fix.
+
+`ConfigError` and `DataError` are the user's to fix (the CLI exits 2 before any work); the training errors
+(`NonFiniteLoss`, a Langevin divergence) would repeat on a retry, so Prefect does not retry them.
+"""
+
+from __future__ import annotations
+
+from models.errors import NonFiniteLoss, TrainingDiverged
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DownloadError",
+    "NonFiniteLoss",
+    "PreflightError",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "UserError",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration the user gave cannot be used; the message says why and how to fix it."""
+
+
+class PreflightError(ConfigError):
+    """The environment cannot run rlgen (a store that cannot be written, a server that does not answer)."""
+
+
+class DataError(ValueError):
+    """A data file is missing, truncated or corrupt, or files disagree; the message names the file and the fix."""
+
+
+class DownloadError(DataError):
+    """Fetching a dataset over the network failed: the one data error that a retry may cure."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped at a step boundary on the user's request, after writing its checkpoint.
+
+    A KeyboardInterrupt, so that runs close as KILLED and the CLI exits with 128 + the signal."""
+
+
+UserError = (ConfigError, DataError)  # shown as one paragraph, without a traceback

@@ -1,0 +1,89 @@
+"""Configuration of the DQN family: environment, observation mode, agent and budget."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from rlgen.config.base import TrainConfig
+
+
+class DQNConfig(TrainConfig):
+    """DQN on a Gymnasium environment with discrete actions.
+
+    The agent's defaults are the tuned CartPole-v1 settings of RL Baselines3 Zoo (128 gradient steps
+    every 256 environment steps, lr 2.3e-3, the target network copied after each round, epsilon
+    to 0.04 over 8k steps), which solve CartPole-v1 within 50k steps; see docs/models/dqn.md.
+    """
+
+    family: ClassVar[str] = "dqn"
+
+    env_id: str = Field("CartPole-v1", description="Gymnasium id; discrete actions, Box observations.")
+    obs_mode: Literal["state", "pixels"] = Field(
+        "state", description="state: the observation vector; pixels: rendered, downsampled frames."
+    )
+    frame_stack: int = Field(2, ge=1, le=8, description="Frames stacked per observation (pixels).")
+    pixel_height: int = Field(40, ge=8, le=256, description="Frame height after downsampling (pixels).")
+    pixel_width: int = Field(60, ge=8, le=256, description="Frame width after downsampling (pixels).")
+    num_envs: int = Field(1, ge=1, le=256, description="Parallel training environments.")
+
+    total_steps: int = Field(50_000, gt=0, description="Budget in environment steps (all envs together).")
+    learning_starts: int = Field(1_000, ge=0, description="Random-policy steps before the first update.")
+    buffer_size: int = Field(100_000, gt=0, description="Replay memory capacity; the oldest drop out.")
+    checkpoint_every: int = Field(
+        5_000, ge=0, description="Write a resumable checkpoint every N environment steps (0: only when stopped by Ctrl-C or SIGTERM)."
+    )
+    checkpoint_replay: bool = Field(
+        False, description="Put the replay memory in checkpoints (large for pixels); without it a resumed run refills it."
+    )
+    batch_size: int = Field(64, gt=0, description="Transitions per gradient step.")
+    train_every: int = Field(256, gt=0, description="Environment steps between rounds of updates.")
+    gradient_steps: int = Field(128, gt=0, description="Gradient steps per round of updates.")
+    gamma: float = Field(0.99, gt=0.0, le=1.0, description="Discount factor, in (0, 1].")
+    lr: float = Field(2.3e-3, gt=0.0, description="Adam learning rate.")
+    hidden: int = Field(256, gt=0, description="Width of the Q-network's hidden layers (state mode).")
+    max_grad_norm: float = Field(10.0, gt=0.0, description="Gradient clipping by global norm.")
+    target_update_every: int = Field(
+        256, gt=0, description="Environment steps between target-network updates."
+    )
+    tau: float = Field(1.0, gt=0.0, le=1.0, description="Target update rate; 1.0 is a hard copy.")
+    double_dqn: bool = Field(False, description="Double DQN targets (van Hasselt et al. 2016).")
+    eps_start: float = Field(1.0, ge=0.0, le=1.0, description="Initial exploration epsilon.")
+    eps_end: float = Field(0.04, ge=0.0, le=1.0, description="Final exploration epsilon.")
+    eps_decay_steps: int = Field(
+        8_000, gt=0, description="Environment steps over which epsilon decays linearly."
+    )
+
+    eval_episodes: int = Field(100, gt=0, description="Greedy episodes of the final evaluation.")
+    eval_every: int = Field(
+        2_500, ge=0, description="Steps between validation evaluations that pick the best policy; 0: never."
+    )
+    val_episodes: int = Field(20, gt=0, description="Greedy episodes of each validation evaluation.")
+    stop_when_solved: bool = Field(
+        True, description="Stop once a validation evaluation reaches the solve threshold."
+    )
+    solve_threshold: float | None = Field(
+        None, description="Mean return that counts as solved; default: the environment's own."
+    )
+    log_every: int = Field(500, gt=0, description="Steps between training-loss metrics.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DQNConfig:
+        if self.eps_end > self.eps_start:
+            raise ValueError(
+                f"epsilon must not go up: eps_start={self.eps_start} < eps_end={self.eps_end}; "
+                "set eps_end <= eps_start"
+            )
+        if self.buffer_size < self.batch_size:
+            raise ValueError(
+                f"buffer_size={self.buffer_size} is smaller than batch_size={self.batch_size}; "
+                "the replay memory must hold at least one batch"
+            )
+        return self
+
+    @property
+    def registered_name(self) -> str:
+        """The MLflow registered-model name: stable per family, environment and observation mode."""
+        suffix = "" if self.obs_mode == "state" else f"-{self.obs_mode}"
+        return f"dqn-{self.env_id}{suffix}"

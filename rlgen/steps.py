@@ -1,0 +1,94 @@
+"""The steps of every model flow, as plain functions over the family record: tasks/ wraps each in a Prefect task.
+
+prepare -> report the data -> evaluation context -> train (rlgen.training.run) -> evaluate -> export ->
+register -> promote -> summarize. Each takes the family's config; the family is found from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.common import seed_everything
+from rlgen.config.base import TrainConfig
+from rlgen.export.checked import export_checked
+from rlgen.family import ModelResult, Trained
+from rlgen.registry import family_of
+from rlgen.tracking.artifacts import log_artifact, log_dict, temp_dir
+from rlgen.tracking.promotion import Decision, evaluation_key, promote
+from rlgen.tracking.registry import ModelVersion, register_model
+from rlgen.tracking.runs import log_metrics, set_tags
+from rlgen.training.device import training_device
+from rlgen.training.run import load_trained
+
+
+def prepare(cfg: TrainConfig) -> Any:
+    """The family's data, read (or downloaded), verified and cached; the device is checked first."""
+    training_device(cfg)
+    return family_of(cfg).impl().DOMAIN.prepare(cfg)
+
+
+def report_data(cfg: TrainConfig, prepared: Any, run_id: str) -> None:
+    """The data's provenance (and data report) on the flow's run."""
+    family_of(cfg).impl().DOMAIN.report(cfg, prepared, run_id)
+
+
+def context(cfg: TrainConfig, prepared: Any, parent_id: str) -> Any:
+    """What evaluation needs besides the model (the image models' LeNet evaluator), or None."""
+    return family_of(cfg).impl().DOMAIN.context(cfg, prepared, parent_id)
+
+
+def evaluate(cfg: TrainConfig, prepared: Any, trained: Trained, evaluation_context: Any) -> dict[str, float]:
+    """The family's evaluation of the trained model, logged on its run and as evaluation/report.json."""
+    seed_everything(cfg.seed)
+    loaded = load_trained(cfg, prepared, trained, training_device(cfg))
+    metrics = family_of(cfg).impl().evaluate(cfg, prepared, loaded, evaluation_context, trained.run_id)
+    log_metrics(trained.run_id, metrics, step=trained.steps)
+    log_dict(trained.run_id, metrics, "evaluation/report.json")
+    return metrics
+
+
+def export(cfg: TrainConfig, prepared: Any, trained: Trained) -> str:
+    """TorchScript and .pt2 of the family's export module, parity-checked in a fresh process; the artifact folder."""
+    family = family_of(cfg)
+    spec = family.impl().export(cfg, prepared, load_trained(cfg, prepared, trained, torch.device("cpu")))
+    metadata = {"family": family.name, "interface": family.consumer, "registered_name": cfg.registered_name, "config": cfg.model_dump(mode="json")}
+    with temp_dir() as tmp:
+        exported = export_checked(spec, Path(tmp), cfg.registered_name, metadata)
+        log_metrics(trained.run_id, exported.metrics, step=trained.steps)
+        set_tags(trained.run_id, exported.tags)
+        for file in exported.files:
+            log_artifact(trained.run_id, file, spec.folder)
+    return spec.folder
+
+
+def register(cfg: TrainConfig, run_id: str, folder: str, metrics: dict[str, float]) -> ModelVersion:
+    """A new version of `cfg.registered_name` from the exported folder, tagged with the family, its keys and metrics."""
+    family = family_of(cfg)
+    tags = {"family": family.name, **{key: str(getattr(cfg, key)) for key in family.tags}}
+    tags |= {key: f"{metrics[key]:.4g}" for key in family.metric_keys() if key in metrics}
+    return register_model(run_id, folder, cfg.registered_name, tags=tags)
+
+
+def evaluation(cfg: TrainConfig, prepared: Any) -> str:
+    """What the evaluation depends on (the data, then the config keys the family names): versions compare only
+    when this matches."""
+    family = family_of(cfg)
+    settings = [f"{key}={getattr(cfg, key)}" for key in family.evaluation]
+    return evaluation_key(*family.impl().DOMAIN.evaluation_parts(cfg, prepared), *settings)
+
+
+def promote_version(cfg: TrainConfig, version: ModelVersion, metrics: dict[str, float], prepared: Any) -> Decision:
+    """Champion if it beats the champion on the same evaluation, else challenger."""
+    return promote(version, family_of(cfg).primary, metrics, evaluation(cfg, prepared))
+
+
+def summarize(cfg: TrainConfig, parent_id: str, trained: Trained, metrics: dict[str, float], version: ModelVersion, decision: Decision) -> ModelResult:
+    """The headline figures on the flow's parent run (where `rlgen runs` reads them), and the flow's result."""
+    figures = {**metrics, **trained.metrics}
+    log_metrics(parent_id, figures, step=trained.steps)
+    model = f"{version.name}/{version.version}"
+    set_tags(parent_id, {"rlgen.model": model, "rlgen.train_run_id": trained.run_id})
+    return ModelResult(family_of(cfg).name, model, decision.alias, parent_id, trained.run_id, figures)
