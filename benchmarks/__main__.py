@@ -1,8 +1,9 @@
 """`python -m benchmarks`: every benchmark in turn, one table, one JSON file (benchmarks/results/suite.json).
 
     python -m benchmarks --quick                      # the speed figures on small budgets: under 10 minutes on 2 cores
-    python -m benchmarks                              # full: longer budgets, plus quality (image_quality, lm_quality,
-                                                      # DQN over 5 seeds) and the pipeline's concurrency (an hour or more)
+    python -m benchmarks                              # full: longer budgets, plus quality (image_quality,
+                                                      # lm_quality, DQN over 5 seeds) and the pipeline's concurrency
+                                                      # (an hour or more)
     python -m benchmarks --quick --only overhead lm   # some of them
     python -m benchmarks --device cuda --json /tmp/gpu.json
 
@@ -46,9 +47,15 @@ def load(name: str) -> Callable[[Options], list[Figure]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small budgets, speed figures only (under 10 minutes on 2 cores)")
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help=f"run these only: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--device", default="cpu", help="training/inference device: cpu, cuda, auto (threads and overhead: CPU)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small budgets, speed figures only (under 10 minutes on 2 cores)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME", help=f"run these only: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="training/inference device: cpu, cuda, auto (threads and overhead: CPU)"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "suite.json", help="where to write the figures")
     args = parser.parse_args()
 
@@ -64,7 +71,7 @@ def main() -> None:
         began = time.perf_counter()
         try:
             figures += load(name)(opts)
-        except Exception as err:  # noqa: BLE001 (reported, and the exit status says so: one broken benchmark should not cost the others)
+        except Exception as err:
             traceback.print_exc()
             failed.append(name)
             figures.append(Figure(name, "FAILED", None, "", f"{err.__class__.__name__}: {err}"[:300], str(opts.device)))
@@ -74,10 +81,22 @@ def main() -> None:
 
     machine = describe(opts.device)
     mode = "quick" if args.quick else "full"
-    print_table(figures, f"rlgen benchmarks ({mode}, {total / 60:.1f} min): {machine['cpu']}, torch {machine['torch']}, {machine['command']}")
+    print_table(
+        figures,
+        f"rlgen benchmarks ({mode}, {total / 60:.1f} min): {machine['cpu']}, torch {machine['torch']}, "
+        f"{machine['command']}",
+    )
     load_after = os.getloadavg()[0]
     print(f"load average (1 min) before: {load_before:.2f}, after: {load_after:.2f} (the suite itself adds about 1-2)")
-    path = save(figures, args.json, mode=mode, seconds=seconds, total_seconds=round(total, 1), failed=failed, load_average={"before": load_before, "after": load_after})
+    path = save(
+        figures,
+        args.json,
+        mode=mode,
+        seconds=seconds,
+        total_seconds=round(total, 1),
+        failed=failed,
+        load_average={"before": load_before, "after": load_after},
+    )
     print(f"wrote {path}")
     raise SystemExit(1 if failed else 0)
 

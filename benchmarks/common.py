@@ -40,8 +40,11 @@ class Timing(NamedTuple):
         return self.calls * units_per_call / self.seconds
 
 
-def time_for(fn: Callable[[], Any], seconds: float, warmup: int = 1, min_calls: int = 3, device: torch.device | None = None) -> Timing:
-    """Call `fn` `warmup` times, then repeatedly for at least `seconds` (and `min_calls` calls); CUDA work is synchronized per call."""
+def time_for(
+    fn: Callable[[], Any], seconds: float, warmup: int = 1, min_calls: int = 3, device: torch.device | None = None
+) -> Timing:
+    """Call `fn` `warmup` times, then repeatedly for at least `seconds` (and `min_calls` calls); CUDA work is
+    synchronized per call."""
     sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -58,7 +61,8 @@ def time_for(fn: Callable[[], Any], seconds: float, warmup: int = 1, min_calls: 
 
 @dataclass
 class Figure:
-    """One measured number, with what it was measured on (threads and device at creation; cpu, torch and command at saving)."""
+    """One measured number, with what it was measured on (threads and device at creation; cpu, torch and command at
+    saving)."""
 
     benchmark: str
     name: str
@@ -85,7 +89,15 @@ def print_table(figures: Iterable[Figure], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
-    for column, justify in (("benchmark", "left"), ("figure", "left"), ("value", "right"), ("unit", "left"), ("threads", "right"), ("device", "left"), ("detail", "left")):
+    for column, justify in (
+        ("benchmark", "left"),
+        ("figure", "left"),
+        ("value", "right"),
+        ("unit", "left"),
+        ("threads", "right"),
+        ("device", "left"),
+        ("detail", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for f in figures:
         table.add_row(f.benchmark, f.name, fmt(f.value), f.unit, str(f.threads), f.device, f.detail)
@@ -99,7 +111,9 @@ def save(figures: Iterable[Figure], path: Path, **summary: Any) -> Path:
     machines = {d: describe(torch.device(d)) for d in {f.device for f in figures}}
     rows = [{**asdict(f), "machine": {**machines[f.device], "torch_threads": f.threads}} for f in figures]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"command": base["command"], "machine": base, **summary, "figures": rows}, indent=2, default=str))
+    path.write_text(
+        json.dumps({"command": base["command"], "machine": base, **summary, "figures": rows}, indent=2, default=str)
+    )
     return path
 
 
@@ -124,14 +138,16 @@ def env(**values: str | None) -> Iterator[None]:
 
 
 def run_quietly(command: list[str], variables: dict[str, str], result_file: Path | None = None) -> tuple[float, Any]:
-    """Run `command` with extra environment `variables`, its output kept back unless it fails; returns its wall time and,
-    given `result_file`, the JSON that `rlgen run` writes there (RLGEN_RESULT_JSON)."""
+    """Run `command` with extra environment `variables`, its output kept back unless it fails; returns its wall time
+    and, given `result_file`, the JSON that `rlgen run` writes there (RLGEN_RESULT_JSON)."""
     extra = {**variables, **({"RLGEN_RESULT_JSON": str(result_file)} if result_file else {})}
     started = time.perf_counter()
     done = subprocess.run(command, check=False, env={**os.environ, **extra}, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command[:4])} ... exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}"
+        )
     return seconds, json.loads(result_file.read_text()) if result_file else None
 
 

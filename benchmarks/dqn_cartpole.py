@@ -76,9 +76,31 @@ def figures(opts: Options) -> list[Figure]:
 
     device = str(opts.device)
     return [
-        Figure("dqn", "CartPole-v1: env steps/s", median("env_steps_per_sec", rows), "steps/s", f"{detail}; training incl. validation", device),
-        Figure("dqn", "CartPole-v1: steps to solve", median("steps_to_solve", solved), "env steps", f"{detail}; mean >= 475 over 100 episodes", device),
-        Figure("dqn", "CartPole-v1: seconds to solve", median("train_seconds", solved), "s", f"{detail}; training wall time", device, extra={"seeds": rows}),
+        Figure(
+            "dqn",
+            "CartPole-v1: env steps/s",
+            median("env_steps_per_sec", rows),
+            "steps/s",
+            f"{detail}; training incl. validation",
+            device,
+        ),
+        Figure(
+            "dqn",
+            "CartPole-v1: steps to solve",
+            median("steps_to_solve", solved),
+            "env steps",
+            f"{detail}; mean >= 475 over 100 episodes",
+            device,
+        ),
+        Figure(
+            "dqn",
+            "CartPole-v1: seconds to solve",
+            median("train_seconds", solved),
+            "s",
+            f"{detail}; training wall time",
+            device,
+            extra={"seeds": rows},
+        ),
     ]
 
 
@@ -110,9 +132,11 @@ def main() -> None:
         "median_train_seconds": float(np.median([r["train_seconds"] for r in rows])),
         "rows": rows,
     }
-    print(f"solved {summary['seeds_solved']} within {args.total_steps} steps; median steps to solve "
-          f"{summary['median_steps_to_solve']}, median wall time {summary['median_train_seconds']:.1f} s "
-          f"({summary['machine']['cpu']}, {summary['machine']['torch_threads']} threads, {device})")
+    print(
+        f"solved {summary['seeds_solved']} within {args.total_steps} steps; median steps to solve "
+        f"{summary['median_steps_to_solve']}, median wall time {summary['median_train_seconds']:.1f} s "
+        f"({summary['machine']['cpu']}, {summary['machine']['torch_threads']} threads, {device})"
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "dqn_cartpole.json").write_text(json.dumps(summary, indent=2))
 

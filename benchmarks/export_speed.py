@@ -48,28 +48,47 @@ def image_inputs(latent_dim: int) -> Callable[[int, torch.device], tuple[Tensor,
 
 def lm_inputs(module: lm.LMExport) -> Callable[[int, torch.device], tuple[Tensor, ...]]:
     """One token per stream and the zero state: one generation step."""
-    return lambda b, device: (torch.zeros(b, 1, dtype=torch.long, device=device), *(s.to(device) for s in module.initial_state(b)))
+    return lambda b, device: (
+        torch.zeros(b, 1, dtype=torch.long, device=device),
+        *(s.to(device) for s in module.initial_state(b)),
+    )
 
 
 def exported_modules() -> dict[str, Exported]:
     """Every module a flow exports, from the tasks' own builders and wrappers."""
     dqn_cfg = DQNConfig()
     spec = describe_env(dqn_cfg)
-    modules = {"dqn policy": Exported(dqn.GreedyPolicy(dqn.build_q_network(spec.obs_shape, spec.n_actions, dqn_cfg.hidden)),
-                                      lambda b, device: (torch.randn(b, *spec.obs_shape, device=device),), "observations")}
+    modules = {
+        "dqn policy": Exported(
+            dqn.GreedyPolicy(dqn.build_q_network(spec.obs_shape, spec.n_actions, dqn_cfg.hidden)),
+            lambda b, device: (torch.randn(b, *spec.obs_shape, device=device),),
+            "observations",
+        )
+    }
     for variant in ("vae", "conv-vae", "cvae"):
         cfg = VAEConfig(variant=variant)
-        modules[f"{variant} decoder"] = Exported(vae.VAEDecoder(vae_tasks.build_model(cfg)), image_inputs(cfg.latent_dim), "images")
+        modules[f"{variant} decoder"] = Exported(
+            vae.VAEDecoder(vae_tasks.build_model(cfg)), image_inputs(cfg.latent_dim), "images"
+        )
     for variant in ("dcgan", "cgan"):
         cfg = GANConfig(variant=variant)
-        modules[f"{variant} generator"] = Exported(gan.GeneratorExport(gan_tasks.build_models(cfg)[0]), image_inputs(cfg.latent_dim), "images")
+        modules[f"{variant} generator"] = Exported(
+            gan.GeneratorExport(gan_tasks.build_models(cfg)[0]), image_inputs(cfg.latent_dim), "images"
+        )
     d_cfg, g_cfg = DescriptorConfig(), GeneratorConfig()
-    modules["descriptor energy"] = Exported(langevin.DescriptorEnergy(langevin_tasks.build_descriptor(d_cfg), d_cfg.ref_sigma),
-                                            lambda b, device: (torch.rand(b, 1, 28, 28, device=device),), "images")
-    modules["generator/coop generator"] = Exported(gan.GeneratorExport(langevin_tasks.build_generator(g_cfg)), image_inputs(g_cfg.latent_dim), "images")
+    modules["descriptor energy"] = Exported(
+        langevin.DescriptorEnergy(langevin_tasks.build_descriptor(d_cfg), d_cfg.ref_sigma),
+        lambda b, device: (torch.rand(b, 1, 28, 28, device=device),),
+        "images",
+    )
+    modules["generator/coop generator"] = Exported(
+        gan.GeneratorExport(langevin_tasks.build_generator(g_cfg)), image_inputs(g_cfg.latent_dim), "images"
+    )
     for level in ("char", "word"):
         module = lm.LMExport(lm_tasks.build_model(LMConfig(level=level), VOCAB[level]))
-        modules[f"lm-{level} step"] = Exported(module, lm_inputs(module), "tokens", batch_dims=(0, 1, 1))  # tokens (B, 1), h and c (L, B, H)
+        modules[f"lm-{level} step"] = Exported(
+            module, lm_inputs(module), "tokens", batch_dims=(0, 1, 1)
+        )  # tokens (B, 1), h and c (L, B, H)
     return {name: e._replace(module=e.module.eval()) for name, e in modules.items()}
 
 
@@ -81,7 +100,9 @@ def program(exported: Exported, batch: int, path: Path) -> tuple[Callable | None
     if export_program is None:
         return None, "tasks.export has no export_program"
     try:
-        saved = export_program(exported.module, exported.inputs(batch, torch.device("cpu")), path, {}, batch_dims=exported.batch_dims)
+        saved = export_program(
+            exported.module, exported.inputs(batch, torch.device("cpu")), path, {}, batch_dims=exported.batch_dims
+        )
     except export.ExportUnsupported as err:
         return None, str(err)
     module, metadata = export.load_program(saved)
@@ -89,23 +110,36 @@ def program(exported: Exported, batch: int, path: Path) -> tuple[Callable | None
 
 
 def measure(fn: Callable, inputs: tuple[Tensor, ...], seconds: float, device: torch.device) -> float:
-    """Median seconds per call of fn(*inputs), without autograd, after 5 warm-up calls (TorchScript profiles its first)."""
+    """Median seconds per call of fn(*inputs), without autograd, after 5 warm-up calls (TorchScript profiles its
+    first)."""
     with torch.no_grad():
         return time_for(lambda: fn(*inputs), seconds, warmup=5, min_calls=10, device=device).median
 
 
 def module_figures(name: str, exported: Exported, seconds: float, device: torch.device, tmp: Path) -> list[Figure]:
-    """Latency at batch 1 and throughput at the large batch of each runtime; the TorchScript figure carries the others."""
+    """Latency at batch 1 and throughput at the large batch of each runtime; the TorchScript figure carries the
+    others."""
     stem = tmp / name.replace(" ", "_").replace("/", "_")
-    scripted, _ = export.load_scripted(export.script_module(exported.module, stem.with_suffix(".pt"), {"benchmark": name}), device)
-    fns: dict[str, Callable] = {"eager": exported.module.to(device), "torchscript": scripted}  # script_module moved it to the CPU
-    pt2, pt2_batch = program(exported, 2, stem.with_suffix(".pt2")) if device.type == "cpu" else (None, "measured on the CPU only")
+    scripted, _ = export.load_scripted(
+        export.script_module(exported.module, stem.with_suffix(".pt"), {"benchmark": name}), device
+    )
+    fns: dict[str, Callable] = {
+        "eager": exported.module.to(device),
+        "torchscript": scripted,
+    }  # script_module moved it to the CPU
+    pt2, pt2_batch = (
+        program(exported, 2, stem.with_suffix(".pt2")) if device.type == "cpu" else (None, "measured on the CPU only")
+    )
     large = LARGE_BATCH.get(name.split("-")[0], 256)
     results: dict[int, dict[str, float]] = {}  # batch -> runtime -> seconds per call
     for batch in (1, large):
         batch_fns = dict(fns)
         if pt2 is not None:  # a program fixed at one batch size is exported again at this one
-            batch_fns["pt2"] = pt2 if pt2_batch == "dynamic" else program(exported, batch, stem.with_name(f"{stem.name}-{batch}.pt2"))[0]
+            batch_fns["pt2"] = (
+                pt2
+                if pt2_batch == "dynamic"
+                else program(exported, batch, stem.with_name(f"{stem.name}-{batch}.pt2"))[0]
+            )
         inputs = exported.inputs(batch, device)
         results[batch] = {runtime: measure(fn, inputs, seconds, device) for runtime, fn in batch_fns.items()}
     latency = {r: t * 1e3 for r, t in results[1].items()}  # ms
@@ -116,11 +150,24 @@ def module_figures(name: str, exported: Exported, seconds: float, device: torch.
         return ", ".join(f"{r} {fmt(v)}" for r, v in values.items() if r != "torchscript")
 
     return [
-        Figure("export", f"{name}, batch 1", latency["torchscript"], "ms (median)",
-               f"TorchScript; {others(latency)} ms; {latency['eager'] / latency['torchscript']:.2f}x eager{note}", str(device), extra={"ms": latency}),
-        Figure("export", f"{name}, batch {large}", throughput["torchscript"], f"{exported.unit}/s",
-               f"TorchScript; {others(throughput)}; {throughput['torchscript'] / throughput['eager']:.2f}x eager{note}", str(device),
-               extra={f"{exported.unit}/s": throughput, "pt2_batch": pt2_batch}),
+        Figure(
+            "export",
+            f"{name}, batch 1",
+            latency["torchscript"],
+            "ms (median)",
+            f"TorchScript; {others(latency)} ms; {latency['eager'] / latency['torchscript']:.2f}x eager{note}",
+            str(device),
+            extra={"ms": latency},
+        ),
+        Figure(
+            "export",
+            f"{name}, batch {large}",
+            throughput["torchscript"],
+            f"{exported.unit}/s",
+            f"TorchScript; {others(throughput)}; {throughput['torchscript'] / throughput['eager']:.2f}x eager{note}",
+            str(device),
+            extra={f"{exported.unit}/s": throughput, "pt2_batch": pt2_batch},
+        ),
     ]
 
 

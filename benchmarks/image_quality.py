@@ -2,8 +2,8 @@
 
 Each row runs the real flow (`rlgen run vae|gan|descriptor|generator|coop`) with its quick budget, against a throwaway
 store, and reads the evaluation back: FID-LeNet with its real-vs-real floor, negative ELBO and
-importance-weighted NLL (VAEs), conditional accuracy (CVAE, cGAN), class entropy and confident share, reconstruction error
-(generator), FID of the descriptor-revised samples (coop), training images/s, wall time.
+importance-weighted NLL (VAEs), conditional accuracy (CVAE, cGAN), class entropy and confident share, reconstruction
+error (generator), FID of the descriptor-revised samples (coop), training images/s, wall time.
 
     python -m benchmarks.image_quality [--data-dir ../shared/data/mnist/raw] [--only vae cgan ...]
 """
@@ -31,19 +31,37 @@ RUNS = {  # name: (family, overrides)
     "generator": ("generator", []),
     "coop": ("coop", []),
 }
-COLUMNS = ["eval/fid_lenet", "eval/fid_lenet_floor", "eval/fid_lenet_train_test", "eval/neg_elbo", "eval/iw_nll", "eval/cond_accuracy", "eval/class_entropy", "eval/confident_fraction", "eval/recon_mse", "eval/revised_fid_lenet", "perf/images_per_sec"]
+COLUMNS = [
+    "eval/fid_lenet",
+    "eval/fid_lenet_floor",
+    "eval/fid_lenet_train_test",
+    "eval/neg_elbo",
+    "eval/iw_nll",
+    "eval/cond_accuracy",
+    "eval/class_entropy",
+    "eval/confident_fraction",
+    "eval/recon_mse",
+    "eval/revised_fid_lenet",
+    "perf/images_per_sec",
+]
 
 
 def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tuple[dict[str, float], float]:
     """Run one flow through the CLI in a fresh process; return its evaluation and wall time."""
     sets = [f"data_dir={data_dir}", *overrides]
-    command = [str(Path(sys.executable).with_name("rlgen")), "run", family, *(arg for pair in sets for arg in ("--set", pair))]
+    command = [
+        str(Path(sys.executable).with_name("rlgen")),
+        "run",
+        family,
+        *(arg for pair in sets for arg in ("--set", pair)),
+    ]
     seconds, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
     return result, seconds
 
 
 def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict]:
-    """Run each named flow with its defaults (plus `extra`) against one throwaway store; one row of COLUMNS per model."""
+    """Run each named flow with its defaults (plus `extra`) against one throwaway store; one row of COLUMNS per
+    model."""
     rows = {}
     with tempfile.TemporaryDirectory(prefix="rlgen-bench-") as home:
         print(f"{'model':<10} {'minutes':>7} " + " ".join(f"{c.split('/')[-1]:>16}" for c in COLUMNS))
@@ -57,7 +75,8 @@ def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict
 
 
 def figures(opts: Options) -> list[Figure]:
-    """The suite's image quality figures (full mode): FID-LeNet (and IW-NLL, conditional accuracy) of every image flow."""
+    """The suite's image quality figures (full mode): FID-LeNet (and IW-NLL, conditional accuracy) of every image
+    flow."""
     figures = []
     for name, row in quality(list(RUNS), str(DATA / "mnist" / "raw"), [f"device={opts.device}"]).items():
         detail = f"flow in {row['seconds'] / 60:.1f} min, default budget"
@@ -76,8 +95,12 @@ def main() -> None:
     rows = quality(args.only, args.data_dir, args.extra)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "image_quality.json"
-    kept = json.loads(path.read_text()).get("rows", {}) if path.exists() and not args.extra else {}  # --only updates its rows
-    path.write_text(json.dumps({"machine": describe(torch.device("cpu")), "rows": kept | rows, "extra": args.extra}, indent=2))
+    kept = (
+        json.loads(path.read_text()).get("rows", {}) if path.exists() and not args.extra else {}
+    )  # --only updates its rows
+    path.write_text(
+        json.dumps({"machine": describe(torch.device("cpu")), "rows": kept | rows, "extra": args.extra}, indent=2)
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,14 @@ def build_step(name: str, images: Tensor) -> Step:
         return Step(generator_step, cfg.batch_size, by_row=True)
     if name == "coop":
         cfg = CoopConfig()
-        descriptor, generator = langevin_tasks.build_descriptor(cfg).to(device), langevin_tasks.build_generator(cfg).to(device)
-        opt_d, opt_g = langevin_tasks.adam(descriptor, cfg.descriptor_lr), langevin_tasks.adam(generator, cfg.generator_lr)
+        descriptor, generator = (
+            langevin_tasks.build_descriptor(cfg).to(device),
+            langevin_tasks.build_generator(cfg).to(device),
+        )
+        opt_d, opt_g = (
+            langevin_tasks.adam(descriptor, cfg.descriptor_lr),
+            langevin_tasks.adam(generator, cfg.generator_lr),
+        )
 
         def coop_step(x: Tensor, y: Tensor) -> dict[str, Tensor]:
             z = torch.randn(len(x), cfg.latent_dim, device=device)
@@ -118,7 +124,8 @@ def load_images(data_dir: Path, n: int = 8000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def one_batch(step: Step, images: Tensor, labels: Tensor) -> Callable[[], None]:
-    """A call that trains `step` on one batch through fit_images (a permutation, an index gather and a scale to [0, 1])."""
+    """A call that trains `step` on one batch through fit_images (a permutation, an index gather and a scale to [0,
+    1])."""
     feed = torch.arange(len(images), device=images.device) if step.by_row else labels
 
     def run() -> None:
@@ -175,8 +182,22 @@ def langevin_figures(seconds: float, device: torch.device) -> list[Figure]:
     chains = time_for(lambda: langevin_tasks.synthesize(d_cfg, descriptor, x0), seconds, device=device)
     posterior = time_for(lambda: langevin_tasks.infer(g_cfg, generator, z0, target, steps), seconds, device=device)
     return [
-        Figure("langevin", "descriptor chains (images)", chains.per_sec(steps), "steps/s", "batch 100, default descriptor", str(device)),
-        Figure("langevin", "generator inference (latents)", posterior.per_sec(steps), "steps/s", "batch 100, default generator", str(device)),
+        Figure(
+            "langevin",
+            "descriptor chains (images)",
+            chains.per_sec(steps),
+            "steps/s",
+            "batch 100, default descriptor",
+            str(device),
+        ),
+        Figure(
+            "langevin",
+            "generator inference (latents)",
+            posterior.per_sec(steps),
+            "steps/s",
+            "batch 100, default generator",
+            str(device),
+        ),
     ]
 
 
@@ -193,8 +214,19 @@ def image_figures(seconds: float, device: torch.device, data_dir: Path = DATA / 
         figures.append(Figure("images", name, rate, "images/s", f"batch {step.batch_size}, whole tensors", str(device)))
         if name == "vae":
             per_item = dataloader_rate(build_step(name, images), raw, labels_np, seconds, device)
-            figures.append(Figure("images", "vae, DataLoader + PIL", per_item, "images/s", f"batch {step.batch_size}, per item", str(device)))
-            figures.append(Figure("images", "vae, whole tensors vs DataLoader", rate / per_item, "x", "speed-up", str(device)))
+            figures.append(
+                Figure(
+                    "images",
+                    "vae, DataLoader + PIL",
+                    per_item,
+                    "images/s",
+                    f"batch {step.batch_size}, per item",
+                    str(device),
+                )
+            )
+            figures.append(
+                Figure("images", "vae, whole tensors vs DataLoader", rate / per_item, "x", "speed-up", str(device))
+            )
     return figures
 
 

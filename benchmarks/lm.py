@@ -31,12 +31,25 @@ RUNS = {  # name: overrides, given the data root
     "word": lambda root: ["level=word", f"corpus_path={root / 'wikitext-2'}"],
     "word-adaptive": lambda root: ["level=word", f"corpus_path={root / 'wikitext-2'}", "adaptive_softmax=true"],
 }
-COLUMNS = ["eval/valid_loss", "eval/valid_bpc", "eval/valid_perplexity", "eval/test_perplexity", "perf/tokens_per_sec", "train/seconds", "generate/tokens_per_sec"]
+COLUMNS = [
+    "eval/valid_loss",
+    "eval/valid_bpc",
+    "eval/valid_perplexity",
+    "eval/test_perplexity",
+    "perf/tokens_per_sec",
+    "train/seconds",
+    "generate/tokens_per_sec",
+]
 
 
 def run_flow(overrides: list[str], home: Path) -> tuple[dict, float]:
     """Run `rlgen run lm` in a fresh process; return its result and wall time."""
-    command = [str(Path(sys.executable).with_name("rlgen")), "run", "lm", *(arg for pair in overrides for arg in ("--set", pair))]
+    command = [
+        str(Path(sys.executable).with_name("rlgen")),
+        "run",
+        "lm",
+        *(arg for pair in overrides for arg in ("--set", pair)),
+    ]
     seconds, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
     return result, seconds
 
@@ -68,14 +81,25 @@ def quality(names: list[str], data_root: Path, extra: list[str]) -> dict[str, di
             home.mkdir()
             result, seconds = run_flow(RUNS[name](data_root.resolve()) + extra, home)
             result["generate/tokens_per_sec"] = generation_speed(str(result["model"]).split("/")[0], home)
-            rows[name] = {"wall_seconds": round(seconds, 1), "model": result["model"], **{c: result.get(c) for c in COLUMNS}}
-            cells = " ".join(f"{result[c]:>16.4g}" if isinstance(result.get(c), float) else f"{'-':>16}" for c in COLUMNS)
+            rows[name] = {
+                "wall_seconds": round(seconds, 1),
+                "model": result["model"],
+                **{c: result.get(c) for c in COLUMNS},
+            }
+            cells = " ".join(
+                f"{result[c]:>16.4g}" if isinstance(result.get(c), float) else f"{'-':>16}" for c in COLUMNS
+            )
             print(f"{name:<14} {seconds / 60:>7.1f} {cells}", flush=True)
     if {"word", "word-adaptive"} <= set(rows):
         speedup = rows["word-adaptive"]["perf/tokens_per_sec"] / rows["word"]["perf/tokens_per_sec"]
-        rows["adaptive_vs_full"] = {"speedup": speedup, "valid_perplexity": [rows["word"]["eval/valid_perplexity"], rows["word-adaptive"]["eval/valid_perplexity"]]}
-        print(f"adaptive softmax vs full softmax: {speedup:.2f}x training tokens/s; validation perplexity "
-              f"{rows['word-adaptive']['eval/valid_perplexity']:.1f} vs {rows['word']['eval/valid_perplexity']:.1f}")
+        rows["adaptive_vs_full"] = {
+            "speedup": speedup,
+            "valid_perplexity": [rows["word"]["eval/valid_perplexity"], rows["word-adaptive"]["eval/valid_perplexity"]],
+        }
+        print(
+            f"adaptive softmax vs full softmax: {speedup:.2f}x training tokens/s; validation perplexity "
+            f"{rows['word-adaptive']['eval/valid_perplexity']:.1f} vs {rows['word']['eval/valid_perplexity']:.1f}"
+        )
     return rows
 
 
@@ -84,12 +108,37 @@ def quality_figures(opts: Options) -> list[Figure]:
     figures = []
     for name, row in quality(list(RUNS), DATA, [f"device={opts.device}"]).items():
         if name == "adaptive_vs_full":
-            figures.append(Figure("lm_quality", "adaptive vs full softmax", row["speedup"], "x", "training tokens/s, same data and epochs"))
+            figures.append(
+                Figure(
+                    "lm_quality",
+                    "adaptive vs full softmax",
+                    row["speedup"],
+                    "x",
+                    "training tokens/s, same data and epochs",
+                )
+            )
             continue
-        for key in ("eval/valid_loss", "eval/valid_perplexity", "eval/valid_bpc", "perf/tokens_per_sec", "generate/tokens_per_sec"):
+        for key in (
+            "eval/valid_loss",
+            "eval/valid_perplexity",
+            "eval/valid_bpc",
+            "perf/tokens_per_sec",
+            "generate/tokens_per_sec",
+        ):
             if isinstance(row.get(key), float):
-                unit = {"eval/valid_loss": "nats/token", "eval/valid_bpc": "bits/char"}.get(key, "tokens/s" if "tokens" in key else "")
-                figures.append(Figure("lm_quality", f"{name}: {key}", row[key], unit, f"flow in {row['wall_seconds'] / 60:.1f} min, {row['model']}", str(opts.device)))
+                unit = {"eval/valid_loss": "nats/token", "eval/valid_bpc": "bits/char"}.get(
+                    key, "tokens/s" if "tokens" in key else ""
+                )
+                figures.append(
+                    Figure(
+                        "lm_quality",
+                        f"{name}: {key}",
+                        row[key],
+                        unit,
+                        f"flow in {row['wall_seconds'] / 60:.1f} min, {row['model']}",
+                        str(opts.device),
+                    )
+                )
     return figures
 
 
@@ -103,7 +152,8 @@ class TrainStep(NamedTuple):
 
 
 def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
-    """Run `name`'s default config on its real corpus, as tasks/lm.py's trainer builds it (model, optimizer, streams)."""
+    """Run `name`'s default config on its real corpus, as tasks/lm.py's trainer builds it (model, optimizer,
+    streams)."""
     from models import lm
     from rlgen.config import LMConfig, config_from_overrides
     from tasks.lm import build_model
@@ -114,7 +164,9 @@ def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root
     train, vocab = load_corpus(prepared.path, device)["train"], load_vocabulary(prepared.vocab_path)
     model = build_model(cfg, len(vocab)).to(device).train()
     if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda")
+        )
     else:
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     streams = lm.batchify(train, cfg.batch_size)  # (B, N / B)
@@ -133,9 +185,10 @@ def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root
 
 
 def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
-    """The classic PyTorch example's word LSTM (pytorch/examples word_language_model, defaults: embedding 200, hidden 200,
-    2 layers, dropout 0.2, bptt 35, batch 20, log_softmax + NLLLoss, clip 0.25, plain SGD by `p.data.add_`), written out
-    as it is there, on the same corpus and vocabulary as rlgen's word run: the baseline the issue's target refers to."""
+    """The classic PyTorch example's word LSTM (pytorch/examples word_language_model, defaults: embedding 200, hidden
+    200, 2 layers, dropout 0.2, bptt 35, batch 20, log_softmax + NLLLoss, clip 0.25, plain SGD by `p.data.add_`),
+    written out as it is there, on the same corpus and vocabulary as rlgen's word run: the baseline the issue's target
+    refers to."""
     from torch import nn
     from torch.nn import functional
 
@@ -154,7 +207,9 @@ def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = 
             self.drop, self.encoder = nn.Dropout(0.2), nn.Embedding(ntoken, 200)
             self.rnn, self.decoder = nn.LSTM(200, 200, 2, dropout=0.2), nn.Linear(200, ntoken)
 
-        def forward(self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        def forward(
+            self, x: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
+        ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
             output, hidden = self.rnn(self.drop(self.encoder(x)), hidden)
             return functional.log_softmax(self.decoder(self.drop(output)).view(-1, ntoken), dim=1), hidden
 
@@ -192,16 +247,46 @@ def speed_figures(seconds: float, device: torch.device, data_root: Path = DATA) 
             timing = time_for(step.run, seconds, warmup=2, device=device)
             detail = f"{timing.calls} batches of {step.tokens} tokens, {step.chars_per_token:.2f} chars/token"
             if name == "char":  # a token is a character
-                figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s = chars/s", detail, str(device)))
+                figures.append(
+                    Figure(
+                        "lm",
+                        f"{label}: training",
+                        timing.per_sec(step.tokens),
+                        "tokens/s = chars/s",
+                        detail,
+                        str(device),
+                    )
+                )
                 continue
-            figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s", detail, str(device)))
-            figures.append(Figure("lm", f"{label}: training", timing.per_sec(step.tokens * step.chars_per_token), "chars/s", detail, str(device)))
+            figures.append(
+                Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s", detail, str(device))
+            )
+            figures.append(
+                Figure(
+                    "lm",
+                    f"{label}: training",
+                    timing.per_sec(step.tokens * step.chars_per_token),
+                    "chars/s",
+                    detail,
+                    str(device),
+                )
+            )
             if name == "word":  # the same-size model as the classic PyTorch example writes it, same data, same run
                 ours = timing.per_sec(step.tokens)
-                classic = time_for(build_classic_step(device, Path(cache), data_root).run, seconds, warmup=2, device=device)
+                classic = time_for(
+                    build_classic_step(device, Path(cache), data_root).run, seconds, warmup=2, device=device
+                )
                 theirs = classic.per_sec(step.tokens)
-                figures.append(Figure("lm", "word, the classic PyTorch example: training", theirs, "tokens/s",
-                                      f"{classic.calls} batches of {step.tokens} tokens; rlgen's full softmax: {ours / theirs:.2f}x", str(device)))
+                figures.append(
+                    Figure(
+                        "lm",
+                        "word, the classic PyTorch example: training",
+                        theirs,
+                        "tokens/s",
+                        f"{classic.calls} batches of {step.tokens} tokens; rlgen's full softmax: {ours / theirs:.2f}x",
+                        str(device),
+                    )
+                )
     return figures
 
 

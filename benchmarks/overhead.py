@@ -49,8 +49,13 @@ from rlgen.config import VAEConfig
 from tasks.image_data import load_prepared
 
 OVERRIDES: dict[str, Any] = {  # the same run in every mode: a budget in steps and a small evaluation
-    "variant": "vae", "data_dir": str(DATA / "mnist" / "raw"), "epochs": 10_000,
-    "fid_samples": 1000, "iw_images": 100, "iw_samples": 10, "lenet_epochs": 1,
+    "variant": "vae",
+    "data_dir": str(DATA / "mnist" / "raw"),
+    "epochs": 10_000,
+    "fid_samples": 1000,
+    "iw_images": 100,
+    "iw_samples": 10,
+    "lenet_epochs": 1,
 }
 TWO_MINUTES = 120.0
 MODES = ("plain", "task", "flow", "cli")
@@ -67,7 +72,15 @@ def plain(cfg: VAEConfig, prepared_path: Path) -> float:
     data = load_prepared(prepared_path)
     step = build_step("vae", data["train_images"])
     started = time.perf_counter()
-    fit_images(step.fn, data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, lambda s, m: None, max_steps=cfg.max_steps)
+    fit_images(
+        step.fn,
+        data["train_images"],
+        data["train_labels"],
+        cfg.batch_size,
+        cfg.epochs,
+        lambda s, m: None,
+        max_steps=cfg.max_steps,
+    )
     return time.perf_counter() - started
 
 
@@ -100,7 +113,9 @@ def task_seconds(flow_name: str = "vae") -> dict[str, float]:
     from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
-        (latest,) = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), sort=FlowRunSort.START_TIME_DESC, limit=1)
+        (latest,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])), sort=FlowRunSort.START_TIME_DESC, limit=1
+        )
         for _ in range(50):  # task runs reach the API through events: wait until every one has ended
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[latest.id])))
             if runs and all(run.end_time is not None for run in runs):
@@ -114,10 +129,13 @@ def task_seconds(flow_name: str = "vae") -> dict[str, float]:
 
 
 def cli(steps: int, home: Path) -> Run:
-    """`rlgen run vae` in a fresh process against the same store; Prefect in its ephemeral mode (unless PREFECT_API_URL is set)."""
+    """`rlgen run vae` in a fresh process against the same store; Prefect in its ephemeral mode (unless
+    PREFECT_API_URL is set)."""
     sets = [arg for key, value in {**OVERRIDES, "max_steps": steps}.items() for arg in ("--set", f"{key}={value}")]
     variables = {"RLGEN_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
-    wall, result = run_quietly([str(Path(sys.executable).with_name("rlgen")), "run", "vae", *sets], variables, home / "cli-result.json")
+    wall, result = run_quietly(
+        [str(Path(sys.executable).with_name("rlgen")), "run", "vae", *sets], variables, home / "cli-result.json"
+    )
     return Run(wall, result["train/seconds"])
 
 
@@ -128,7 +146,8 @@ def warm_prefect_home(home: Path) -> None:
 
 
 def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
-    """Every mode at n and 2n steps (the cli at n), the fastest of `repeats` each, in a throwaway store and Prefect test server."""
+    """Every mode at n and 2n steps (the cli at n), the fastest of `repeats` each, in a throwaway store and Prefect
+    test server."""
     from prefect.testing.utilities import prefect_test_harness
 
     from flows.vae import vae_flow
@@ -149,7 +168,11 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
     for logger in loggers:
         logger.setLevel(logging.WARNING)  # no run-by-run INFO lines in the middle of the suite's output
     try:
-        with tempfile.TemporaryDirectory(prefix="rlgen-bench-overhead-") as tmp, env(RLGEN_HOME=tmp), prefect_test_harness(server_startup_timeout=180):
+        with (
+            tempfile.TemporaryDirectory(prefix="rlgen-bench-overhead-") as tmp,
+            env(RLGEN_HOME=tmp),
+            prefect_test_harness(server_startup_timeout=180),
+        ):
             prepared = prepare_data(config(n))
             for mode in ("flow", "task"):  # warm-up: first-call costs, and the LeNet evaluator (trained once per store)
                 timed(mode, 1, prepared.path)
@@ -162,7 +185,7 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
             warm_prefect_home(Path(tmp))
             runs["cli"][n] = cli(n, Path(tmp))
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
     return runs
 
@@ -186,7 +209,8 @@ def share(seconds: float) -> float:
 
 
 def overhead_figures(n: int, repeats: int = 1) -> list[Figure]:
-    """Fixed and per-step cost of each mode over plain, its share of a 2-minute training's wall time, and the flow's split."""
+    """Fixed and per-step cost of each mode over plain, its share of a 2-minute training's wall time, and the flow's
+    split."""
     runs = measure(n, repeats)
     costs = {mode: cost(runs[mode]) for mode in ("plain", "task", "flow")}
     costs["cli"] = cost(runs["cli"], costs["flow"].per_step)
@@ -194,24 +218,56 @@ def overhead_figures(n: int, repeats: int = 1) -> list[Figure]:
     steps_2min = TWO_MINUTES / base.per_step
     detail = f"MLP VAE, {n} and {2 * n} steps" + (f", best of {repeats}" if repeats > 1 else "")
     figures = [
-        Figure("overhead", "plain: outside the loop", base.fixed, "s", f"{detail}; load the prepared data, build", extra={"runs": runs["plain"]}),
-        Figure("overhead", "plain: per step", base.per_step * 1e3, "ms", f"{detail}; a 2-minute training is {steps_2min:,.0f} steps"),
+        Figure(
+            "overhead",
+            "plain: outside the loop",
+            base.fixed,
+            "s",
+            f"{detail}; load the prepared data, build",
+            extra={"runs": runs["plain"]},
+        ),
+        Figure(
+            "overhead",
+            "plain: per step",
+            base.per_step * 1e3,
+            "ms",
+            f"{detail}; a 2-minute training is {steps_2min:,.0f} steps",
+        ),
     ]
     for mode in ("task", "flow", "cli"):
         fixed, per_step = costs[mode].fixed - base.fixed, costs[mode].per_step - base.per_step
         added = fixed + per_step * steps_2min
         figures += [
-            Figure("overhead", f"{mode}: fixed overhead", fixed, "s", f"{detail}; over plain", extra={"runs": runs[mode], "cost": costs[mode]._asdict()}),
-            Figure("overhead", f"{mode}: per-step overhead", per_step * 1e3, "ms", f"{detail}; over plain" + ("; the flow's" if mode == "cli" else "")),
-            Figure("overhead", f"{mode}: share of a 2-minute training", share(added), "%", f"{added:.1f} s added to {TWO_MINUTES:.0f} s; target <= 5%"),
+            Figure(
+                "overhead",
+                f"{mode}: fixed overhead",
+                fixed,
+                "s",
+                f"{detail}; over plain",
+                extra={"runs": runs[mode], "cost": costs[mode]._asdict()},
+            ),
+            Figure(
+                "overhead",
+                f"{mode}: per-step overhead",
+                per_step * 1e3,
+                "ms",
+                f"{detail}; over plain" + ("; the flow's" if mode == "cli" else ""),
+            ),
+            Figure(
+                "overhead",
+                f"{mode}: share of a 2-minute training",
+                share(added),
+                "%",
+                f"{added:.1f} s added to {TWO_MINUTES:.0f} s; target <= 5%",
+            ),
         ]
     figures += flow_split(runs["flow"], base, costs["flow"].per_step - base.per_step, steps_2min)
     return figures
 
 
 def flow_split(runs: dict[int, Run], base: Cost, per_step: float, steps_2min: float) -> list[Figure]:
-    """Where the flow's time outside plain's loop goes, by Prefect's record of its task runs (averaged over the budgets):
-    each task's seconds (the training task's without its loop), and the rest, orchestration proper."""
+    """Where the flow's time outside plain's loop goes, by Prefect's record of its task runs (averaged over the
+    budgets): each task's seconds (the training task's without its loop), and the rest, orchestration proper."""
     tasks: dict[str, float] = {}
     for run in runs.values():
         for name, seconds in (run.tasks or {}).items():
@@ -220,20 +276,46 @@ def flow_split(runs: dict[int, Run], base: Cost, per_step: float, steps_2min: fl
     tasks["vae-train"] = tasks.get("vae-train", train_loop) - train_loop  # the training task outside its loop
     outside = sum(r.wall - r.train for r in runs.values()) / len(runs)
     orchestration = outside - sum(tasks.values())
-    figures = [Figure("overhead", f"flow: task {name}", seconds, "s", "outside the training loop" if name == "vae-train" else "Prefect's record of the task run")
-               for name, seconds in sorted(tasks.items(), key=lambda item: -item[1])]
+    figures = [
+        Figure(
+            "overhead",
+            f"flow: task {name}",
+            seconds,
+            "s",
+            "outside the training loop" if name == "vae-train" else "Prefect's record of the task run",
+        )
+        for name, seconds in sorted(tasks.items(), key=lambda item: -item[1])
+    ]
     loop = per_step * steps_2min
     figures += [
-        Figure("overhead", "flow: orchestration outside the tasks", orchestration, "s", "flow engine, task submission, MLflow runs: flow wall - loop - tasks"),
-        Figure("overhead", "flow: orchestration share of a 2-minute training", share(orchestration), "%", f"{orchestration:.1f} s; target <= 5%"),
-        Figure("overhead", "flow: in-loop share of a 2-minute training", share(loop), "%",
-               f"{loop:.1f} s: metrics, per-epoch validation and grid, checkpoints ({per_step * 1e3:.2f} ms/step)"),
+        Figure(
+            "overhead",
+            "flow: orchestration outside the tasks",
+            orchestration,
+            "s",
+            "flow engine, task submission, MLflow runs: flow wall - loop - tasks",
+        ),
+        Figure(
+            "overhead",
+            "flow: orchestration share of a 2-minute training",
+            share(orchestration),
+            "%",
+            f"{orchestration:.1f} s; target <= 5%",
+        ),
+        Figure(
+            "overhead",
+            "flow: in-loop share of a 2-minute training",
+            share(loop),
+            "%",
+            f"{loop:.1f} s: metrics, per-epoch validation and grid, checkpoints ({per_step * 1e3:.2f} ms/step)",
+        ),
     ]
     return figures
 
 
 def figures(opts: Options) -> list[Figure]:
-    """The suite's overhead figures (CPU): budgets of 200 and 400 steps with --quick, 1,000 and 2,000 (best of 2) otherwise."""
+    """The suite's overhead figures (CPU): budgets of 200 and 400 steps with --quick, 1,000 and 2,000 (best of 2)
+    otherwise."""
     return overhead_figures(200, 1) if opts.quick else overhead_figures(1000, 2)
 
 

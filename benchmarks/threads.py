@@ -56,8 +56,22 @@ def worker(name: str, n_threads: int, seconds: float, cache: Path) -> None:
 
 def concurrent_rates(name: str, n_threads: int, seconds: float, cache: Path, processes: int = 2) -> list[float]:
     """Each process's rate while `processes` of them train at once with `n_threads` threads each (started together)."""
-    command = [sys.executable, "-m", "benchmarks.threads", "--worker", name, "--threads", str(n_threads), "--seconds", str(seconds), "--cache", str(cache)]
-    procs = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.threads",
+        "--worker",
+        name,
+        "--threads",
+        str(n_threads),
+        "--seconds",
+        str(seconds),
+        "--cache",
+        str(cache),
+    ]
+    procs = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)
+    ]
     try:
         for p in procs:
             if p.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
@@ -86,12 +100,23 @@ def thread_figures(seconds: float) -> list[Figure]:
                 pairs[n] = concurrent_rates(name, n, seconds, Path(tmp))
             for n in (1, 2):
                 vs = f"; {alone[2] / alone[1]:.2f}x 1 thread" if n == 2 else ""
-                figures.append(Figure("threads", f"{label}, 1 process", alone[n], job.unit, f"{n} thread(s){vs}", threads=n))
+                figures.append(
+                    Figure("threads", f"{label}, 1 process", alone[n], job.unit, f"{n} thread(s){vs}", threads=n)
+                )
             for n in (1, 2):
                 vs = f"; {sum(pairs[2]) / sum(pairs[1]):.2f}x the 1-thread pair" if n == 2 else ""
                 each = " + ".join(fmt(r) for r in pairs[n])
-                figures.append(Figure("threads", f"{label}, 2 processes (sum)", sum(pairs[n]), job.unit, f"{n} thread(s) each: {each}{vs}",
-                                      threads=n, extra={"rates": pairs[n]}))
+                figures.append(
+                    Figure(
+                        "threads",
+                        f"{label}, 2 processes (sum)",
+                        sum(pairs[n]),
+                        job.unit,
+                        f"{n} thread(s) each: {each}{vs}",
+                        threads=n,
+                        extra={"rates": pairs[n]},
+                    )
+                )
     return figures
 
 

@@ -48,12 +48,23 @@ def family_flow(family: Family) -> Flow[..., ModelResult]:
     run.__module__ = __name__
     run.__doc__ = family.summary
     parameters = [
-        inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=family.config(), annotation=family.config),
-        inspect.Parameter("parent_run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None),
-        inspect.Parameter("resume_run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None),
+        inspect.Parameter(
+            "config", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=family.config(), annotation=family.config
+        ),
+        inspect.Parameter(
+            "parent_run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None
+        ),
+        inspect.Parameter(
+            "resume_run_id", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=str | None
+        ),
     ]
     run.__signature__ = inspect.Signature(parameters, return_annotation=ModelResult)  # type: ignore[attr-defined]
-    run.__annotations__ = {"config": family.config, "parent_run_id": str | None, "resume_run_id": str | None, "return": ModelResult}
+    run.__annotations__ = {
+        "config": family.config,
+        "parent_run_id": str | None,
+        "resume_run_id": str | None,
+        "return": ModelResult,
+    }
     return flow(run, name=family.name, log_prints=True, description=family.summary)
 
 

@@ -7,16 +7,16 @@ from prefect import flow
 from prefect.futures import PrefectFuture
 
 from rlgen.checkpoints.stop import current_stop
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import ModelResult
-from rlgen.orchestration import cluster
+from rlgen.pipeline import cluster
 from rlgen.pipeline.branches import check_branches, run_all, share_threads
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.tracking.lifecycle import tracked_run
 from tasks.pipeline import branch_task, prepare_task, report_task
 
 
 @flow(name="pipeline", log_prints=True)
-def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict[str, object]:  # noqa: B008 (frozen)
+def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict[str, object]:
     """Train, evaluate, export, register and promote every selected model, then write the report."""
     cluster.check_runner(config)
     threads = share_threads(config)

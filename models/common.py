@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import torch
@@ -25,10 +27,16 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict:
     """Python's, numpy's and torch's (CPU and CUDA) generator states, as tensors and plain data so that a
     checkpoint holding them loads with torch.load(weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    kind, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
     state = {
         "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss, "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -97,7 +105,7 @@ def device_available(device: torch.device) -> bool:
     return device.type == "cpu"
 
 
-def check_finite(stats: dict[str, Tensor | float], step: int) -> None:
+def check_finite(stats: Mapping[str, Tensor | float], step: int) -> None:
     """Raise NonFiniteLoss naming the first non-finite statistic of `step`.
 
     On the CPU each scalar is read directly (microseconds); on an accelerator they are stacked so that the
@@ -106,7 +114,9 @@ def check_finite(stats: dict[str, Tensor | float], step: int) -> None:
     tensors = [v for v in stats.values() if isinstance(v, Tensor) and v.device.type != "cpu"]
     if tensors:
         finite = bool(torch.isfinite(torch.stack([v.detach().float().reshape(()) for v in tensors])).all())
-        finite = finite and all(math.isfinite(float(v)) for v in stats.values() if not isinstance(v, Tensor) or v.device.type == "cpu")
+        finite = finite and all(
+            math.isfinite(float(v)) for v in stats.values() if not isinstance(v, Tensor) or v.device.type == "cpu"
+        )
     else:
         finite = all(math.isfinite(float(v)) for v in stats.values())
     if not finite:

@@ -10,13 +10,15 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from gymnasium.vector import SyncVectorEnv as VectorEnv
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +128,13 @@ class ReplayMemory:
         """The sampling RNG, and the transitions as stacked tensors when `with_transitions` (large for pixels)."""
         state: dict = {"rng": self.rng.getstate()}
         if with_transitions and self.memory:
-            obs, action, reward, next_obs, terminated = zip(*self.memory)
+            obs, action, reward, next_obs, terminated = zip(*self.memory, strict=True)
             state["transitions"] = {
-                "obs": torch.as_tensor(np.stack(obs)), "action": torch.as_tensor(action), "reward": torch.as_tensor(reward),
-                "next_obs": torch.as_tensor(np.stack(next_obs)), "terminated": torch.as_tensor(terminated),
+                "obs": torch.as_tensor(np.stack(obs)),
+                "action": torch.as_tensor(action),
+                "reward": torch.as_tensor(reward),
+                "next_obs": torch.as_tensor(np.stack(next_obs)),
+                "terminated": torch.as_tensor(terminated),
             }
         return state
 
@@ -139,14 +144,20 @@ class ReplayMemory:
         self.rng.setstate((version, tuple(internal), gauss))
         self.memory.clear()
         if columns := state.get("transitions"):
-            for row in zip(columns["obs"].numpy(), columns["action"].tolist(), columns["reward"].tolist(),
-                           columns["next_obs"].numpy(), columns["terminated"].tolist()):
+            for row in zip(
+                columns["obs"].numpy(),
+                columns["action"].tolist(),
+                columns["reward"].tolist(),
+                columns["next_obs"].numpy(),
+                columns["terminated"].tolist(),
+                strict=True,
+            ):
                 self.memory.append(Transition(*row))
 
     def sample(self, batch_size: int, device: torch.device) -> Batch:
         """A uniform minibatch without replacement, transposed from transitions to columns."""
         transitions = self.rng.sample(self.memory, batch_size)
-        obs, action, reward, next_obs, terminated = zip(*transitions)
+        obs, action, reward, next_obs, terminated = zip(*transitions, strict=True)
         return Batch(
             obs=torch.as_tensor(np.stack(obs), device=device),
             action=torch.as_tensor(action, dtype=torch.int64, device=device),
@@ -173,7 +184,9 @@ def select_actions(
     return np.where(explore, rng.integers(n_actions, size=len(obs)), greedy)
 
 
-def collect(envs, obs: np.ndarray, actions: np.ndarray, memory: ReplayMemory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def collect(
+    envs: VectorEnv, obs: np.ndarray, actions: np.ndarray, memory: ReplayMemory
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step every env once and store the transitions; returns (next_obs, rewards, done).
 
     With same-step autoreset, next_obs of a finished env is already the first observation of its
@@ -233,14 +246,14 @@ def td_update(
 @torch.no_grad()
 def soft_update_target(target_network: nn.Module, q_network: nn.Module, tau: float) -> None:
     """theta_target <- tau * theta + (1 - tau) * theta_target; tau = 1 copies."""
-    for target_param, param in zip(target_network.parameters(), q_network.parameters()):
+    for target_param, param in zip(target_network.parameters(), q_network.parameters(), strict=True):
         target_param.lerp_(param, tau)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
-def greedy_returns(act: Callable[[np.ndarray], np.ndarray], envs, seeds: list[int]) -> np.ndarray:
+def greedy_returns(act: Callable[[np.ndarray], np.ndarray], envs: VectorEnv, seeds: list[int]) -> np.ndarray:
     """Undiscounted return of one episode per seed, played by `act` in waves of `envs.num_envs`.
 
     `envs` must autoreset on the same step; an env that finished its episode keeps stepping until
@@ -250,7 +263,7 @@ def greedy_returns(act: Callable[[np.ndarray], np.ndarray], envs, seeds: list[in
     n = envs.num_envs
     for start in range(0, len(seeds), n):
         wave = seeds[start : start + n]
-        wave_seeds = wave + [wave[-1]] * (n - len(wave))  # pad: extra envs play but are not counted
+        wave_seeds: list[int | None] = [*wave, *[wave[-1]] * (n - len(wave))]  # pad: extra envs play, are not counted
         obs, _ = envs.reset(seed=wave_seeds)
         total = np.zeros(n)
         running = np.zeros(n, dtype=bool)

@@ -8,9 +8,9 @@ use the same classifier checkpoint, not with published Inception FIDs. All stati
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from models.lenet import map_batches
+from models.lenet import LeNet, map_batches
 
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
@@ -56,7 +56,7 @@ def fid_from_features(a: Tensor, b: Tensor) -> float:
     return frechet_distance(*feature_statistics(a), *feature_statistics(b))
 
 
-def extract_features(model: nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
+def extract_features(model: LeNet, images: Tensor, batch_size: int = 1000) -> Tensor:
     """`model.features(images)` (N, F) in eval mode and batches, returned on the CPU."""
     return map_batches(model, lambda batch: model.features(batch).cpu(), images, batch_size)
 

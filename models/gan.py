@@ -137,9 +137,7 @@ def generator_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def sample_latent(
-    batch_size: int, latent_dim: int, device: torch.device, rng: torch.Generator | None = None
-) -> Tensor:
+def sample_latent(batch_size: int, latent_dim: int, device: torch.device, rng: torch.Generator | None = None) -> Tensor:
     """z ~ N(0, I) of shape (batch_size, latent_dim), from `rng` or the global generator."""
     return torch.randn(batch_size, latent_dim, generator=rng, device=device)
 
@@ -192,9 +190,7 @@ def generator_step(
 
 
 @torch.no_grad()
-def sample(
-    generator: Generator, n: int, labels: Tensor | None = None, rng: torch.Generator | None = None
-) -> Tensor:
+def sample(generator: Generator, n: int, labels: Tensor | None = None, rng: torch.Generator | None = None) -> Tensor:
     """n images (n, 1, 28, 28) in [0, 1] from the generator in its current mode (call .eval() for BN stats)."""
     device = next(generator.parameters()).device
     return to_unit(generator(sample_latent(n, generator.latent_dim, device, rng), labels))

@@ -83,4 +83,9 @@ class ImageTrainer(Trainer):
 
     def summary(self, seconds: float, first_step: int) -> dict[str, float]:
         images = (self.steps - first_step) * self.batch_size
-        return {"train/steps": self.steps, "train/epochs": self.epochs_done, "train/seconds": seconds, "perf/images_per_sec": images / seconds}
+        return {
+            "train/steps": self.steps,
+            "train/epochs": self.epochs_done,
+            "train/seconds": seconds,
+            "perf/images_per_sec": images / seconds,
+        }

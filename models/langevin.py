@@ -136,7 +136,9 @@ def mean_image_chains(mean_image: Tensor, n: int) -> Tensor:
 # --------------------------------------------------------------------------- updates
 
 
-def descriptor_step(descriptor: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, synth: Tensor) -> dict[str, Tensor]:
+def descriptor_step(
+    descriptor: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, synth: Tensor
+) -> dict[str, Tensor]:
     """Raise f on real images (in [0, 1]) and lower it on synthesized ones (in [-1, 1]).
 
     The loss mean f(synth) - mean f(real) is the negative of the log-likelihood gradient's surrogate
@@ -148,13 +150,18 @@ def descriptor_step(descriptor: nn.Module, optimizer: torch.optim.Optimizer, rea
     optimizer.zero_grad(set_to_none=True)
     gap.backward()
     optimizer.step()
-    return {"train/f_real": f_real.detach().mean(), "train/f_synth": f_synth.detach().mean(), "train/gap_synth_minus_real": gap.detach()}
+    return {
+        "train/f_real": f_real.detach().mean(),
+        "train/f_synth": f_synth.detach().mean(),
+        "train/gap_synth_minus_real": gap.detach(),
+    }
 
 
 def generator_step(
     generator: nn.Module, optimizer: torch.optim.Optimizer, z: Tensor, target: Tensor, sigma: float
 ) -> dict[str, Tensor]:
-    """Fit g(z) to targets (B, 1, 28, 28) in [-1, 1]: minimize |target - g(z)|^2 / (2 sigma^2) per image (Han et al. eq. 6)."""
+    """Fit g(z) to targets (B, 1, 28, 28) in [-1, 1]: minimize |target - g(z)|^2 / (2 sigma^2) per image (Han et al.
+    eq. 6)."""
     squared = (target - generator(z)).pow(2).flatten(1).sum(1)  # (B,)
     loss = squared.mean() / (2.0 * sigma**2)
     optimizer.zero_grad(set_to_none=True)
@@ -207,7 +214,9 @@ class ChainStarts:
 
 
 @torch.no_grad()
-def calibrate_batch_norm(generator: nn.Module, latent_dim: int, device: torch.device, batches: int = 50, batch_size: int = 100) -> None:
+def calibrate_batch_norm(
+    generator: nn.Module, latent_dim: int, device: torch.device, batches: int = 50, batch_size: int = 100
+) -> None:
     """Reset the generator's batch-norm statistics to their average over prior samples z ~ N(0, I).
 
     Training runs batch norm on posterior (or proposal) latents and on Langevin's perturbed ones; sampling
@@ -221,6 +230,6 @@ def calibrate_batch_norm(generator: nn.Module, latent_dim: int, device: torch.de
     generator.train()
     for _ in range(batches):
         generator(torch.randn(batch_size, latent_dim, device=device))
-    for m, momentum in zip(norms, momenta):
+    for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     generator.eval()

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
 log = logging.getLogger(__name__)
 
 State = tuple[Tensor, Tensor]  # (h, c), each (L, B, H)
@@ -31,7 +30,9 @@ def batchify(tokens: Tensor, batch_size: int) -> Tensor:
     """(N,) token ids -> (B, N // B): B parallel streams, each a contiguous stretch; the tail is dropped."""
     length = tokens.numel() // batch_size
     if length < 2:
-        raise ValueError(f"{tokens.numel()} tokens cannot fill {batch_size} streams of at least 2 tokens; lower the batch size")
+        raise ValueError(
+            f"{tokens.numel()} tokens cannot fill {batch_size} streams of at least 2 tokens; lower the batch size"
+        )
     return tokens[: length * batch_size].view(batch_size, length)
 
 
@@ -98,14 +99,18 @@ class AdaptiveSoftmax(nn.Module):
     def __init__(self, hidden: int, vocab_size: int, cutoffs: tuple[int, ...], div_value: float = 4.0) -> None:
         super().__init__()
         if not cutoffs or cutoffs[-1] >= vocab_size:
-            raise ValueError(f"adaptive-softmax cutoffs {list(cutoffs)} must all be below the vocabulary size {vocab_size}; "
-                             "lower them (e.g. --set cutoffs=2000,10000 for WikiText-2)")
+            raise ValueError(
+                f"adaptive-softmax cutoffs {list(cutoffs)} must all be below the vocabulary size {vocab_size}; "
+                "lower them (e.g. --set cutoffs=2000,10000 for WikiText-2)"
+            )
         self.bounds = [*cutoffs, vocab_size]
         self.shortlist = cutoffs[0]
         self.head = nn.Linear(hidden, self.shortlist + len(cutoffs), bias=False)
         self.tail = nn.ModuleList(
-            nn.Sequential(nn.Linear(hidden, max(1, int(hidden // div_value ** (i + 1))), bias=False),
-                          nn.Linear(max(1, int(hidden // div_value ** (i + 1))), self.bounds[i + 1] - self.bounds[i], bias=False))
+            nn.Sequential(
+                nn.Linear(hidden, max(1, int(hidden // div_value ** (i + 1))), bias=False),
+                nn.Linear(max(1, int(hidden // div_value ** (i + 1))), self.bounds[i + 1] - self.bounds[i], bias=False),
+            )
             for i in range(len(cutoffs))
         )
 
@@ -113,7 +118,9 @@ class AdaptiveSoftmax(nn.Module):
         head = F.log_softmax(self.head(x), dim=-1)  # (N, shortlist + clusters)
         parts = [head[:, : self.shortlist]]
         for i, cluster in enumerate(self.tail):
-            parts.append(F.log_softmax(cluster(x), dim=-1) + head[:, self.shortlist + i].unsqueeze(1))  # (N, cluster size)
+            parts.append(
+                F.log_softmax(cluster(x), dim=-1) + head[:, self.shortlist + i].unsqueeze(1)
+            )  # (N, cluster size)
         return torch.cat(parts, dim=1)  # (N, V)
 
     def loss(self, x: Tensor, targets: Tensor) -> Tensor:
@@ -125,7 +132,9 @@ class AdaptiveSoftmax(nn.Module):
         for i, cluster in enumerate(self.tail):
             rows = ((targets >= self.bounds[i]) & (targets < self.bounds[i + 1])).nonzero().squeeze(1)
             if rows.numel():  # only the rows whose target lies in this cluster pay for its projection
-                within = F.log_softmax(cluster(x[rows]), dim=-1).gather(1, (targets[rows] - self.bounds[i]).unsqueeze(1))
+                within = F.log_softmax(cluster(x[rows]), dim=-1).gather(
+                    1, (targets[rows] - self.bounds[i]).unsqueeze(1)
+                )
                 logp = logp.index_add(0, rows, within.squeeze(1))
         return -logp.mean()
 
@@ -133,8 +142,17 @@ class AdaptiveSoftmax(nn.Module):
 class RNNModel(nn.Module):
     """Embedding -> recurrent layers -> decoder; forward gives log-probabilities and the new state."""
 
-    def __init__(self, vocab_size: int, embedding: int, hidden: int, layers: int, cell: str = "lstm", dropout: float = 0.2,
-                 tie_weights: bool = False, cutoffs: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        embedding: int,
+        hidden: int,
+        layers: int,
+        cell: str = "lstm",
+        dropout: float = 0.2,
+        tie_weights: bool = False,
+        cutoffs: tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
         rnns = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
         if cell not in rnns:
@@ -213,7 +231,9 @@ def detach(state: State) -> State:
     return state[0].detach(), state[1].detach()
 
 
-def train_step(model: RNNModel, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, state: State, clip: float) -> tuple[dict[str, Tensor], State]:
+def train_step(
+    model: RNNModel, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, state: State, clip: float
+) -> tuple[dict[str, Tensor], State]:
     """One truncated-BPTT update on a window (B, T); returns tensor stats and the detached new state."""
     loss, state = model.nll(x, y, detach(state))
     optimizer.zero_grad(set_to_none=True)
@@ -256,7 +276,9 @@ def draw(logp: Tensor, temperature: float, top_k: int, generator: torch.Generato
 
 
 @torch.no_grad()
-def sample(step: StepFn, prompt: Tensor, n: int, state: State, temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> Tensor:
+def sample(
+    step: StepFn, prompt: Tensor, n: int, state: State, temperature: float = 1.0, top_k: int = 0, seed: int = 0
+) -> Tensor:
     """n token ids (n,) continuing prompt (P,) from state, with `step` the model or its TorchScript export."""
     if prompt.numel() == 0:
         raise ValueError("the prompt is empty; give at least one token")

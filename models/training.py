@@ -73,7 +73,7 @@ class Trainer(ABC):
         """Restore `loop_state()`'s snapshot."""
         self.steps = state["steps"]
 
-    def finish(self) -> None:
+    def finish(self) -> None:  # noqa: B027 (a hook: most trainers have nothing to do here)
         """After the last step: keep the best weights, calibrate batch norm, and the like."""
 
     def summary(self, seconds: float, first_step: int) -> dict[str, float]:

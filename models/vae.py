@@ -124,6 +124,9 @@ class CVAE(nn.Module):
         return self.decode(reparameterize(mu, logvar), y), mu, logvar
 
 
+AnyVAE = VAE | ConvVAE | CVAE  # the one interface: encode, decode, forward, conditional, latent_dim
+
+
 class VAEDecoder(nn.Module):
     """What gets exported: latent codes (and labels) to pixel probabilities in [0, 1]; scriptable.
 
@@ -131,7 +134,7 @@ class VAEDecoder(nn.Module):
     unconditional decoders ignore it (pass zeros).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: AnyVAE) -> None:
         super().__init__()
         self.model = model
         self.latent_dim: int = int(model.latent_dim)
@@ -169,7 +172,9 @@ def vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> tuple[Ten
     return (recon + kl).mean(), {"recon": recon.mean(), "kl": kl.mean()}
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor | None = None
+) -> dict[str, Tensor]:
     """One gradient step on the negative ELBO; returns detached "train/loss", "train/recon", "train/kl"."""
     logits, mu, logvar = model(x, y)
     loss, parts = vae_loss(logits, x, mu, logvar)
@@ -183,7 +188,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
 
 
 @torch.no_grad()
-def negative_elbo(model: nn.Module, x_uint8: Tensor, y: Tensor, batch: int = 1000) -> float:
+def negative_elbo(model: AnyVAE, x_uint8: Tensor, y: Tensor, batch: int = 1000) -> float:
     """Mean negative ELBO per image, in nats, over a whole split of uint8 images (N, 1, 28, 28)."""
     was_training = model.training
     model.eval()
@@ -199,7 +204,7 @@ def negative_elbo(model: nn.Module, x_uint8: Tensor, y: Tensor, batch: int = 100
 
 @torch.no_grad()
 def importance_weighted_nll(
-    model: nn.Module,
+    model: AnyVAE,
     x: Tensor,
     y: Tensor | None = None,
     k: int = 100,
@@ -233,9 +238,7 @@ def importance_weighted_nll(
 
 
 @torch.no_grad()
-def sample(
-    model: nn.Module, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
-) -> Tensor:
+def sample(model: AnyVAE, n: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
     """n images (n, 1, 28, 28) in [0, 1]: decoder probabilities at z ~ N(0, I) (not binarized)."""
     device = next(model.parameters()).device
     z = torch.randn(n, model.latent_dim, generator=generator, device=device)

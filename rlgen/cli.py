@@ -33,8 +33,10 @@ SetOption = Annotated[
 ResumeOption = Annotated[
     str | None,
     typer.Option(
-        "--resume", metavar="RUN_ID",
-        help="Continue a stopped or crashed run (its flow run or training run id) from its last checkpoint, with its own config.",
+        "--resume",
+        metavar="RUN_ID",
+        help="Continue a stopped or crashed run (its flow run or training run id) from its last checkpoint, with its "
+        "own config.",
     ),
 ]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
@@ -64,7 +66,10 @@ def _config(command: Command, overrides: list[str] | None, resume: str | None) -
     if overrides:
         raise ConfigError("--resume continues a run with the config it started with; it cannot be combined with --set.")
     if not issubclass(command.config, TrainConfig):
-        raise ConfigError(f"`rlgen run {command.name}` cannot --resume; resume one of its model runs with `rlgen run MODEL --resume RUN_ID`.")
+        raise ConfigError(
+            f"`rlgen run {command.name}` cannot --resume; resume one of its model runs with `rlgen run MODEL --resume "
+            "RUN_ID`."
+        )
     from rlgen.tracking.lifecycle import resume_target
 
     config, run_id = resume_target(command.config, resume)
@@ -84,11 +89,16 @@ def _run_command(command: Command) -> Any:
             flow = command.load_flow()
             preflight.quiet_user_errors()  # a bad data file is one paragraph below, not also a traceback
             try:
-                result = flow(config, **resume_args)
+                result: Any = flow(config, **resume_args)
             except UserError as err:
                 fail(str(err))
             except KeyboardInterrupt as err:
-                _interrupted(f"interrupted: {err}; the MLflow runs are marked KILLED" if str(err) else "interrupted: the MLflow runs are marked KILLED", stop.signals)
+                _interrupted(
+                    f"interrupted: {err}; the MLflow runs are marked KILLED"
+                    if str(err)
+                    else "interrupted: the MLflow runs are marked KILLED",
+                    stop.signals,
+                )
             except Exception as err:  # the flow and its MLflow runs are already marked failed
                 if stop.signals:  # a pipeline branch stopped by the signal fails its future, not the main thread
                     _interrupted(f"interrupted: {err}", stop.signals)
@@ -121,14 +131,21 @@ def play(
 
     result = _consume(lambda: play_policy(model, episodes, seed), model)
     r = result.returns
-    console.print(f"{result.model} on {result.env_id}: {len(r)} episodes, mean return {r.mean():.1f} +- {r.std():.1f} (min {r.min():.0f}, max {r.max():.0f})")
+    console.print(
+        f"{result.model} on {result.env_id}: {len(r)} episodes, mean return {r.mean():.1f} +- {r.std():.1f} (min "
+        f"{r.min():.0f}, max {r.max():.0f})"
+    )
 
 
 def sample(
     model: ModelOption,
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write the grid to.")] = Path("samples.png"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write the grid to.")] = Path(
+        "samples.png"
+    ),
     n: Annotated[int, typer.Option("--n", min=1, max=1024, help="How many images.")] = 64,
-    label: Annotated[int | None, typer.Option(help="Class to draw (conditional models); default: cycle through the classes.")] = None,
+    label: Annotated[
+        int | None, typer.Option(help="Class to draw (conditional models); default: cycle through the classes.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the latent noise.")] = 0,
 ) -> None:
     """Write a grid of samples from an exported image model (VAE decoder, GAN or Langevin-trained generator)."""
@@ -139,7 +156,9 @@ def sample(
 
 
 def score(
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...); converted to grey, resized to 28x28 if needed.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files (PNG, JPEG, ...); converted to grey, resized to 28x28 if needed.")
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = "descriptor-mnist",
 ) -> None:
     """Score images with an exported energy (a descriptor's): -log p(x) + const per image (lower = likelier)."""
@@ -156,10 +175,17 @@ def score(
 
 def generate(
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = "lm-char-tinyshakespeare",
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text to continue (word level: unknown words become <unk>).")] = "ROMEO:",
-    tokens: Annotated[int, typer.Option("--tokens", "-n", min=1, max=100_000, help="How many tokens (characters or words) to generate.")] = 300,
+    prompt: Annotated[
+        str, typer.Option("--prompt", "-p", help="Text to continue (word level: unknown words become <unk>).")
+    ] = "ROMEO:",
+    tokens: Annotated[
+        int,
+        typer.Option("--tokens", "-n", min=1, max=100_000, help="How many tokens (characters or words) to generate."),
+    ] = 300,
     temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 is greedy.")] = 0.8,
-    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Sample among the k likeliest tokens only; 0 keeps all.")] = 40,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=0, help="Sample among the k likeliest tokens only; 0 keeps all.")
+    ] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the sampling; the same seed gives the same text.")] = 0,
 ) -> None:
     """Continue a prompt with an exported language model (TorchScript module and its embedded vocabulary)."""
@@ -192,7 +218,9 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
 
 
 def serve(
-    cron: Annotated[str, typer.Option(help="Cron schedule of the pipeline's retraining (UTC); default: Mondays 03:00.")] = "0 3 * * 1",
+    cron: Annotated[
+        str, typer.Option(help="Cron schedule of the pipeline's retraining (UTC); default: Mondays 03:00.")
+    ] = "0 3 * * 1",
     profile: Annotated[str, typer.Option(help="Profile of the scheduled pipeline: quick or full.")] = "quick",
     overrides: SetOption = None,
 ) -> None:
@@ -207,7 +235,7 @@ def serve(
         preflight.check_prefect()
     except ConfigError as err:
         fail(str(err))
-    from rlgen.orchestration.deployments import serve_all
+    from rlgen.deployments import serve_all
 
     console.print(f"serving {len(commands())} deployments; pipeline schedule: {cron!r} (UTC)")
     try:
@@ -237,7 +265,9 @@ def make_app() -> typer.Typer:
     """The command line, with a `run` command for the pipeline and each registered family."""
     app = typer.Typer(
         help="Train RL and generative models as Prefect flows, tracked in MLflow.",
-        no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
     )
     run_app = typer.Typer(help="Run a model's flow: prepare, train, evaluate, export, register.", no_args_is_help=True)
     app.add_typer(run_app, name="run")

@@ -46,7 +46,9 @@ def play_policy(reference: str, episodes: int, seed: int = 0) -> PlayResult:
     with temp_dir() as tmp:
         policy, metadata = load_scripted(fetch_exported(reference, Path(tmp), "policy", POLICY_FILE))
     if "env" not in metadata or "n_actions" not in metadata:
-        raise ValueError(f"{reference!r} is not an exported policy (family: {metadata.get('family')!r}); play needs a dqn-* model")
+        raise ValueError(
+            f"{reference!r} is not an exported policy (family: {metadata.get('family')!r}); play needs a dqn-* model"
+        )
     envs = make_vector_env(metadata["env"], min(episodes, 50))
     try:
         returns = greedy_returns(torch_actor(policy, torch.device("cpu")), envs, [seed + i for i in range(episodes)])
@@ -62,7 +64,9 @@ def sample_images(reference: str, n: int, label: int | None, seed: int, output: 
     with temp_dir() as tmp:
         module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
     if metadata.get("module") == "energy":
-        raise ValueError(f"{reference!r} is a descriptor's energy (a scoring module): use `rlgen score`, or sample coop-*")
+        raise ValueError(
+            f"{reference!r} is a descriptor's energy (a scoring module): use `rlgen score`, or sample coop-*"
+        )
     if "latent_dim" not in metadata:
         raise ValueError(f"{reference!r} is not an exported image model (family: {metadata.get('family')!r})")
     classes = int(metadata["n_classes"])
@@ -104,7 +108,9 @@ def score_images(reference: str, paths: list[Path]) -> tuple[dict[str, Any], tor
     with temp_dir() as tmp:
         module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
     if metadata.get("module") != "energy":
-        raise ValueError(f"{reference!r} is not an exported descriptor (module: {metadata.get('module')!r}); score needs one")
+        raise ValueError(
+            f"{reference!r} is not an exported descriptor (module: {metadata.get('module')!r}); score needs one"
+        )
     with torch.no_grad():
         return metadata, module(read_gray_images(paths))
 
@@ -114,8 +120,10 @@ def generate_text(reference: str, prompt: str, tokens: int, temperature: float, 
     with temp_dir() as tmp:
         module, metadata = load_scripted(fetch_exported(reference, Path(tmp), "model", "model.pt"))
     if "vocab" not in metadata:
-        raise ValueError(f"{reference!r} is not an exported language model (family: {metadata.get('family')!r}); "
-                         "generate needs an lm-* model, e.g. lm-char-tinyshakespeare")
+        raise ValueError(
+            f"{reference!r} is not an exported language model (family: {metadata.get('family')!r}); "
+            "generate needs an lm-* model, e.g. lm-char-tinyshakespeare"
+        )
     if temperature < 0 or top_k < 0:
         raise ValueError(f"--temperature {temperature} and --top-k {top_k} must be >= 0 (0: greedy, and no top-k cut)")
     return generate(module, Vocabulary.from_json(metadata["vocab"]), prompt, tokens, temperature, seed, top_k)

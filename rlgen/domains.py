@@ -27,8 +27,13 @@ class Images:
     def prepare(self, cfg: ImageConfig) -> PreparedData:
         source = Path(cfg.data_dir).expanduser() if cfg.data_dir else None
         return prepare(
-            cfg.dataset, source, data_dir() / "prepared", split_seed=cfg.split_seed, val_fraction=cfg.val_fraction,
-            test_fraction=cfg.test_fraction, download=source is None,
+            cfg.dataset,
+            source,
+            data_dir() / "prepared",
+            split_seed=cfg.split_seed,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+            download=source is None,
         )
 
     def report(self, cfg: ImageConfig, prepared: PreparedData, run_id: str) -> None:
@@ -60,7 +65,7 @@ class Corpus:
     def report(self, cfg: Any, prepared: corpora.PreparedCorpus, run_id: str) -> None:
         """The provenance (files, hashes, split rule, sizes) as params and the vocabulary as data/vocab.json."""
         log_params(run_id, {"data": prepared.provenance})
-        sizes = {f"data/{role}_tokens": n for role, n in prepared.sizes.items()}
+        sizes: dict[str, float] = {f"data/{role}_tokens": n for role, n in prepared.sizes.items()}
         log_metrics(run_id, sizes | {"data/vocab_size": prepared.vocab_size})
         with temp_dir() as tmp:
             log_artifact(run_id, Path(shutil.copy(prepared.vocab_path, Path(tmp) / self.VOCAB_FILE)), "data")

@@ -25,18 +25,25 @@ class EnvSpec(NamedTuple):
 
 
 class EnvConfig(Protocol):
-    """The config keys an environment is made from."""
+    """The config keys an environment is made from (DQNConfig's)."""
 
-    seed: int
-    env_id: str
-    obs_mode: str
-    frame_stack: int
-    pixel_height: int
-    pixel_width: int
-    solve_threshold: float | None
+    @property
+    def seed(self) -> int: ...
+    @property
+    def env_id(self) -> str: ...
+    @property
+    def obs_mode(self) -> str: ...
+    @property
+    def frame_stack(self) -> int: ...
+    @property
+    def pixel_height(self) -> int: ...
+    @property
+    def pixel_width(self) -> int: ...
+    @property
+    def solve_threshold(self) -> float | None: ...
 
 
-class PixelObservation(gym.ObservationWrapper):  # type: ignore[type-arg]
+class PixelObservation(gym.ObservationWrapper):
     """Replace the observation with the rendered frame, grey and area-downsampled to (H, W) uint8."""
 
     def __init__(self, env: gym.Env, height: int, width: int) -> None:

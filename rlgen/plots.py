@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
 
 Series = list[tuple[int, float]]
 
@@ -30,14 +30,18 @@ def save_grid(images: Tensor, path: Path, nrow: int = 10) -> Path:
     return path
 
 
-def learning_curve(panels: dict[str, dict[str, Series]], path: Path, title: str, xlabel: str = "environment step") -> Path:
+def learning_curve(
+    panels: dict[str, dict[str, Series]], path: Path, title: str, xlabel: str = "environment step"
+) -> Path:
     """One panel per entry of `panels`, each plotting named (step, value) series against step."""
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3 * len(panels)), sharex=True, squeeze=False)
-    for ax, (ylabel, series) in zip(axes[:, 0], panels.items()):
+    for ax, (ylabel, series) in zip(axes[:, 0], panels.items(), strict=True):
         for label, points in series.items():
             if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, label=label, linewidth=1, marker="o" if len(points) <= 40 else None, markersize=3)
+                steps, values = zip(*points, strict=True)
+                ax.plot(
+                    steps, values, label=label, linewidth=1, marker="o" if len(points) <= 40 else None, markersize=3
+                )
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if any(series.values()):
@@ -54,7 +58,7 @@ def moving_average(points: Series, window: int) -> Series:
     """The trailing mean of the last `window` values at each point."""
     if not points:
         return []
-    steps, values = zip(*points)
+    steps, values = zip(*points, strict=True)
     cumsum = np.cumsum(np.insert(np.asarray(values, dtype=float), 0, 0.0))
     out = []
     for i in range(len(values)):
@@ -84,7 +88,15 @@ def confusion_matrix_plot(matrix: Tensor | np.ndarray, path: Path, title: str) -
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(counts, cmap="Blues")
     for (i, j), value in np.ndenumerate(counts):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > counts.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > counts.max() / 2 else "black",
+        )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_xticks(range(counts.shape[1]))

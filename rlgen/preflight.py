@@ -37,9 +37,15 @@ def check_run(config_cls: type[BaseModel]) -> None:
     check_tracking()
     fields = config_cls.model_fields
     if {"data_dir", "corpus_path", "data_root"} & set(fields):  # flows that prepare (and cache) data
-        check_writable_dir(settings.data_dir(), "the data folder", "set RLGEN_DATA_DIR (or RLGEN_HOME) to a writable folder")
+        check_writable_dir(
+            settings.data_dir(), "the data folder", "set RLGEN_DATA_DIR (or RLGEN_HOME) to a writable folder"
+        )
     if "checkpoint_every" in fields:  # flows that write resumable checkpoints
-        check_writable_dir(settings.checkpoints_dir(), "the checkpoint folder", "set RLGEN_CHECKPOINT_DIR (or RLGEN_HOME) to a writable folder")
+        check_writable_dir(
+            settings.checkpoints_dir(),
+            "the checkpoint folder",
+            "set RLGEN_CHECKPOINT_DIR (or RLGEN_HOME) to a writable folder",
+        )
 
 
 def check_model_source(reference: str) -> None:
@@ -48,10 +54,14 @@ def check_model_source(reference: str) -> None:
         return
     check_tracking()
     store = settings.mlruns_dir()
-    if not os.environ.get("MLFLOW_TRACKING_URI") and not (store / "mlflow.db").exists():  # do not create an empty store to look
+    if (
+        not os.environ.get("MLFLOW_TRACKING_URI") and not (store / "mlflow.db").exists()
+    ):  # do not create an empty store to look
         raise PreflightError(
-            f"No registered model or run called {reference!r}: there is no MLflow store at {store} yet. Train a model first "
-            "(`rlgen run NAME`), point RLGEN_HOME or MLFLOW_TRACKING_URI at the store that holds it, or pass an exported .pt file."
+            f"No registered model or run called {reference!r}: there is no MLflow store at {store} yet. Train a model "
+            "first "
+            "(`rlgen run NAME`), point RLGEN_HOME or MLFLOW_TRACKING_URI at the store that holds it, or pass an "
+            "exported .pt file."
         )
 
 
@@ -76,7 +86,11 @@ def check_tracking() -> None:
         check_writable_dir(path.parent, f"the folder of the MLflow store {uri}", fix)
         check_writable_file(path, f"the MLflow store {uri}", fix)
     elif scheme in ("", "file"):
-        check_writable_dir(Path(urlsplit(uri).path if scheme else uri), f"the MLflow store {uri}", "set MLFLOW_TRACKING_URI to a writable folder")
+        check_writable_dir(
+            Path(urlsplit(uri).path if scheme else uri),
+            f"the MLflow store {uri}",
+            "set MLFLOW_TRACKING_URI to a writable folder",
+        )
 
 
 def check_prefect() -> None:
@@ -87,7 +101,9 @@ def check_prefect() -> None:
 
     url = get_current_settings().api.url
     if url:
-        fix = "start it (`prefect server start`), fix PREFECT_API_URL, or unset it to run with Prefect's embedded server"
+        fix = (
+            "start it (`prefect server start`), fix PREFECT_API_URL, or unset it to run with Prefect's embedded server"
+        )
         check_http(url, url.rstrip("/") + "/health", "The Prefect API", fix)
 
 
@@ -99,7 +115,9 @@ def timeout_s() -> float:
     try:
         value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
     except ValueError:
-        raise PreflightError(f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r} is not a number of seconds; unset it or set e.g. 5") from None
+        raise PreflightError(
+            f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r} is not a number of seconds; unset it or set e.g. 5"
+        ) from None
     return value if value > 0 else DEFAULT_TIMEOUT_S
 
 
@@ -112,12 +130,16 @@ def check_writable_dir(path: Path, what: str, fix: str) -> None:
         if not existing.is_dir():
             problem = f"{existing} is a file, not a folder"
         else:
-            os.rmdir(tempfile.mkdtemp(prefix=".rlgen-probe-", dir=existing))  # a real write: root ignores permission bits
+            os.rmdir(
+                tempfile.mkdtemp(prefix=".rlgen-probe-", dir=existing)
+            )  # a real write: root ignores permission bits
             return
     except OSError as err:
         problem = f"{existing} cannot be written ({err.strerror or err})"
     action = "be created" if existing != path else "be written"
-    raise PreflightError(f"{what[0].upper()}{what[1:]} at {path} cannot {action}: {problem}. Fix: {fix}. Nothing was started.")
+    raise PreflightError(
+        f"{what[0].upper()}{what[1:]} at {path} cannot {action}: {problem}. Fix: {fix}. Nothing was started."
+    )
 
 
 def check_writable_file(path: Path, what: str, fix: str) -> None:
@@ -128,7 +150,10 @@ def check_writable_file(path: Path, what: str, fix: str) -> None:
         with path.open("ab"):
             pass
     except OSError as err:
-        raise PreflightError(f"{what[0].upper()}{what[1:]} at {path} cannot be written ({err.strerror or err}). Fix: {fix}. Nothing was started.") from None
+        raise PreflightError(
+            f"{what[0].upper()}{what[1:]} at {path} cannot be written ({err.strerror or err}). Fix: {fix}. Nothing "
+            "was started."
+        ) from None
 
 
 def check_http(url: str, probe: str, what: str, fix: str) -> None:
@@ -168,7 +193,7 @@ def _within_timeout(action: Callable[[], None], url: str, attempt: str, what: st
     def target() -> None:
         try:
             action()
-        except Exception as err:  # noqa: BLE001 (reported below)
+        except Exception as err:
             errors.append(err)
 
     thread = threading.Thread(target=target, name="rlgen-preflight", daemon=True)
@@ -231,7 +256,8 @@ class _NoTracebackForUserErrors:
 
 
 def quiet_user_errors() -> None:
-    """Prefect logs a ConfigError or DataError raised in a flow with its traceback; the CLI says it in one paragraph instead."""
+    """Prefect logs a ConfigError or DataError raised in a flow with its traceback; the CLI says it in one paragraph
+    instead."""
     import logging
 
     for name in ("prefect.flow_runs", "prefect.task_runs"):

@@ -15,7 +15,9 @@ from rlgen.errors import ConfigError
 from rlgen.families import coop, descriptor, dqn, gan, generator, lm, vae
 from rlgen.family import Branch, Family
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (dqn.FAMILY, vae.FAMILY, gan.FAMILY, descriptor.FAMILY, generator.FAMILY, coop.FAMILY, lm.FAMILY)}
+FAMILIES: dict[str, Family] = {
+    f.name: f for f in (dqn.FAMILY, vae.FAMILY, gan.FAMILY, descriptor.FAMILY, generator.FAMILY, coop.FAMILY, lm.FAMILY)
+}
 
 
 def register(family: Family) -> Family:
@@ -24,7 +26,9 @@ def register(family: Family) -> Family:
         raise ValueError(f"a family called {family.name!r} is already registered; pick another name")
     taken = set(family.branches) & set(branches())
     if taken:
-        raise ValueError(f"pipeline branch name(s) {', '.join(sorted(taken))} of {family.name!r} are taken; rename them")
+        raise ValueError(
+            f"pipeline branch name(s) {', '.join(sorted(taken))} of {family.name!r} are taken; rename them"
+        )
     FAMILIES[family.name] = family
     return family
 

@@ -21,11 +21,21 @@ def mlflow_command(host: str, port: int) -> list[str]:
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     mlflow_bin = shutil.which("mlflow", path=search)
     if mlflow_bin is None:
-        raise ConfigError("the mlflow command is not installed in this environment; run `make test` or `pip install mlflow`")
+        raise ConfigError(
+            "the mlflow command is not installed in this environment; run `make test` or `pip install mlflow`"
+        )
     client()  # creates the embedded store's folder and tables
     return [
-        mlflow_bin, "server", "--backend-store-uri", tracking_uri(),
-        "--default-artifact-root", (mlruns_dir() / "artifacts").as_uri(), "--host", host, "--port", str(port),
+        mlflow_bin,
+        "server",
+        "--backend-store-uri",
+        tracking_uri(),
+        "--default-artifact-root",
+        (mlruns_dir() / "artifacts").as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
 
 

@@ -1,4 +1,4 @@
-"""The Prefect tasks of every model flow: thin wrappers over rlgen.steps and rlgen.training.
+"""The Prefect tasks of every model flow: thin wrappers over rlgen.steps.
 
 Tasks hand each other configs, small records (paths, run ids, metrics) and never tensors: every file a task
 writes goes into the tracking store. Data prep needs no Prefect cache policy: the data is cached by the
@@ -15,9 +15,9 @@ from rlgen import steps
 from rlgen.config.base import TrainConfig
 from rlgen.errors import ConfigError, DownloadError, TrainingDiverged
 from rlgen.family import ModelResult, Trained
+from rlgen.tracking.lifecycle import tag_task_run
 from rlgen.tracking.promotion import Decision
 from rlgen.tracking.registry import ModelVersion
-from rlgen.training.run import train_model
 
 # Errors a retry would only repeat: the same config, data and seeded RNGs fail the same way again.
 NOT_RETRIED = (ConfigError, ValueError, TrainingDiverged, KeyboardInterrupt)
@@ -33,7 +33,13 @@ def _retryable(task: object, task_run: object, state: Any) -> bool:
     return not isinstance(state.data, NOT_RETRIED)
 
 
-@task(name="prepare-data", task_run_name="prepare-{cfg.family}", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_only_downloads)
+@task(
+    name="prepare-data",
+    task_run_name="prepare-{cfg.family}",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_only_downloads,
+)
 def prepare_task(cfg: TrainConfig) -> Any:
     return steps.prepare(cfg)
 
@@ -50,7 +56,8 @@ def context_task(cfg: TrainConfig, prepared: Any, parent_id: str) -> Any:
 
 @task(name="train", task_run_name="train-{cfg.family}")
 def train_task(cfg: TrainConfig, prepared: Any, run_id: str) -> Trained:
-    return train_model(cfg, prepared, run_id)
+    tag_task_run(run_id)
+    return steps.train_model(cfg, prepared, run_id)
 
 
 def with_retries(cfg: TrainConfig) -> Task[..., Trained]:
@@ -60,16 +67,19 @@ def with_retries(cfg: TrainConfig) -> Task[..., Trained]:
 
 @task(name="evaluate", task_run_name="evaluate-{cfg.family}")
 def evaluate_task(cfg: TrainConfig, prepared: Any, trained: Trained, context: Any) -> dict[str, float]:
+    tag_task_run(trained.run_id)
     return steps.evaluate(cfg, prepared, trained, context)
 
 
 @task(name="export", task_run_name="export-{cfg.family}")
 def export_task(cfg: TrainConfig, prepared: Any, trained: Trained) -> str:
+    tag_task_run(trained.run_id)
     return steps.export(cfg, prepared, trained)
 
 
 @task(name="register", task_run_name="register-{cfg.family}")
 def register_task(cfg: TrainConfig, run_id: str, folder: str, metrics: dict[str, float]) -> ModelVersion:
+    tag_task_run(run_id)
     return steps.register(cfg, run_id, folder, metrics)
 
 
@@ -80,6 +90,11 @@ def promote_task(cfg: TrainConfig, version: ModelVersion, metrics: dict[str, flo
 
 @task(name="summarize", task_run_name="summarize-{cfg.family}")
 def summarize_task(
-    cfg: TrainConfig, parent_id: str, trained: Trained, metrics: dict[str, float], version: ModelVersion, decision: Decision
+    cfg: TrainConfig,
+    parent_id: str,
+    trained: Trained,
+    metrics: dict[str, float],
+    version: ModelVersion,
+    decision: Decision,
 ) -> ModelResult:
     return steps.summarize(cfg, parent_id, trained, metrics, version, decision)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import ModelResult
 from rlgen.pipeline.branches import BranchResult, prepare_shared, run_branch
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.pipeline.report import write_report
 
 

@@ -18,9 +18,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
-import rlgen.settings  # noqa: E402,F401  (environment defaults before prefect loads)
+import pg
 
-import pg  # noqa: E402  (tests/pg.py: the `postgres` fixture's cluster)
+import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def prefect_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[pg.Postgres]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), removed at the end; fails if the binaries are missing."""
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth), removed at the end; fails if the binaries are
+    missing."""
     try:
         cluster = pg.start()
     except FileNotFoundError as err:
@@ -62,7 +63,9 @@ def rlgen_cli(prefect_server: str, store: Path) -> Callable[..., subprocess.Comp
 
     def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
         done = subprocess.run([str(executable), *args], env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == expect, f"rlgen {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == expect, (
+            f"rlgen {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
         return done
 
     return run

@@ -85,14 +85,44 @@ def start() -> Postgres:
             owner = pwd.getpwnam("postgres")
             os.chown(root, owner.pw_uid, owner.pw_gid)
         data = root / "data"
-        _run([str(bin_dir / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"], root)
+        _run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            root,
+        )
         # only TCP from 127.0.0.1, without a password; the socket (in root/) accepts nobody
         (data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
         port = free_port()
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
         cluster = Postgres("127.0.0.1", port, USER, root)
         try:
-            _run([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-o", options, "-w", "-t", "60", "start"], root)
+            _run(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(root / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+                root,
+            )
         except BaseException as err:
             log = root / "server.log"
             text = log.read_text()[-3000:] if log.exists() else "(none)"

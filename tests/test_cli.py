@@ -11,14 +11,31 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, wait_healthy
 from typer.testing import CliRunner
 
 from rlgen.cli import app
-from rlgen.registry import COMMANDS
-from servers import free_port, wait_healthy
+from rlgen.config import describe_fields
+from rlgen.pipeline import commands
+
+COMMANDS = commands()
 
 
-@pytest.mark.parametrize("command", [[], ["run"], *(["run", name] for name in COMMANDS), ["play"], ["sample"], ["score"], ["generate"], ["serve"], ["runs"], ["ui"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        *(["run", name] for name in COMMANDS),
+        ["play"],
+        ["sample"],
+        ["score"],
+        ["generate"],
+        ["serve"],
+        ["runs"],
+        ["ui"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "Usage" in result.output
@@ -27,9 +44,8 @@ def test_every_command_has_help(command: list[str]) -> None:
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_run_help_lists_every_key_with_its_default(name: str) -> None:
     out = CliRunner().invoke(app, ["run", name, "--help"], env={"COLUMNS": "200"}).output
-    for key, field in COMMANDS[name].config.model_fields.items():
-        default = field.default_factory() if field.default_factory is not None else field.default
-        assert f"{key} = {default!r}" in out
+    for key, default, description in describe_fields(COMMANDS[name].config):
+        assert f"{key} = {default}" in out and description.split()[0] in out
 
 
 def test_runs_on_an_empty_store(store: Path) -> None:
@@ -38,14 +54,16 @@ def test_runs_on_an_empty_store(store: Path) -> None:
 
 
 def test_ui_serves_the_store_on_localhost(store: Path, tmp_path: Path) -> None:
-    from tasks import promotion, tracking
+    from rlgen import tracking
+    from rlgen.registry import family
+    from rlgen.tracking import promotion
 
     with tracking.run("rlgen", "vae-mnist-s1") as run_id:  # a run and a registered model with an alias to show
         tracking.log_metrics(run_id, {"eval/iw_nll": 99.0})
         (tmp_path / "model.pt").write_bytes(b"weights")
         tracking.log_artifact(run_id, tmp_path / "model.pt", "model")
         version = tracking.register_model(run_id, "model", "vae-mnist")
-    promotion.promote(version, "vae", {"eval/iw_nll": 99.0}, "key")
+    promotion.promote(version, family("vae").primary, {"eval/iw_nll": 99.0}, "key")
     port = free_port()
     rlgen = Path(sys.executable).with_name("rlgen")
     log = tmp_path / "ui.log"
@@ -56,14 +74,20 @@ def test_ui_serves_the_store_on_localhost(store: Path, tmp_path: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        experiments = json.load(urllib.request.urlopen(f"{api}/experiments/search?max_results=10", timeout=10))["experiments"]
+        experiments = json.load(urllib.request.urlopen(f"{api}/experiments/search?max_results=10", timeout=10))[
+            "experiments"
+        ]
         (experiment,) = [e for e in experiments if e["name"] == "rlgen"]
         request = urllib.request.Request(
-            f"{api}/runs/search", data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(), headers={"Content-Type": "application/json"}
+            f"{api}/runs/search",
+            data=json.dumps({"experiment_ids": [experiment["experiment_id"]]}).encode(),
+            headers={"Content-Type": "application/json"},
         )
         (listed,) = json.load(urllib.request.urlopen(request, timeout=10))["runs"]
         assert listed["info"]["run_id"] == run_id and listed["info"]["status"] == "FINISHED"
-        model = json.load(urllib.request.urlopen(f"{api}/registered-models/get?name=vae-mnist", timeout=10))["registered_model"]
+        model = json.load(urllib.request.urlopen(f"{api}/registered-models/get?name=vae-mnist", timeout=10))[
+            "registered_model"
+        ]
         assert {"alias": "champion", "version": "1"} in model["aliases"]
     finally:
         server.terminate()

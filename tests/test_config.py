@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rlgen.cli import app
-from rlgen.config import ConfigError, DQNConfig, config_from_overrides, validate_config
-from tasks.dqn import inspect_env
+from rlgen.config import ConfigError, config_from_overrides, validate_config
+from rlgen.families.dqn import DQNConfig
+from rlgen.steps import prepare as inspect_env
 
 
 def test_overrides_are_coerced_to_field_types() -> None:

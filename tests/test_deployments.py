@@ -7,11 +7,18 @@ from pathlib import Path
 import yaml
 
 from rlgen.config import validate_config
-from rlgen.config.pipeline import PipelineConfig
-from rlgen.registry import COMMANDS
-from tasks.deployments import deployments
+from rlgen.deployments import deployments, entrypoint_file, prefect_yaml
+from rlgen.pipeline import commands
+from rlgen.pipeline.config import PipelineConfig
+
+COMMANDS = commands()
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_prefect_yaml_is_generated_from_the_registry() -> None:
+    text = (ROOT / "prefect.yaml").read_text()
+    assert text == prefect_yaml(), "prefect.yaml is stale: python -m rlgen.deployments > prefect.yaml"
 
 
 def test_prefect_yaml_has_a_valid_deployment_for_every_flow() -> None:
@@ -19,8 +26,9 @@ def test_prefect_yaml_has_a_valid_deployment_for_every_flow() -> None:
     by_name = {d["name"]: d for d in spec["deployments"]}
     assert set(by_name) == set(COMMANDS)
     for name, deployment in by_name.items():
-        module, _, function = deployment["entrypoint"].partition(":")
-        assert f"{module.removesuffix('.py').replace('/', '.')}:{function}" == COMMANDS[name].flow
+        assert deployment["entrypoint"] == entrypoint_file(COMMANDS[name])
+        path, _, attribute = deployment["entrypoint"].partition(":")
+        assert (ROOT / path).is_file() and COMMANDS[name].load_flow().name == name
         assert deployment["work_pool"]["name"] == "rlgen-process"
         validate_config(COMMANDS[name].config, deployment.get("parameters", {}).get("config", {}))
     (schedule,) = by_name["pipeline"]["schedules"]
@@ -37,19 +45,23 @@ def test_served_deployments_match_the_flows() -> None:
 
 
 def test_rlgen_serve_registers_every_deployment_and_runs_them(prefect_server: str, store: Path) -> None:
-    import json
     import os
     import subprocess
     import sys
     import time
 
     import httpx
-
     from test_server_path import TINY_DQN
 
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent)}
     rlgen = Path(sys.executable).with_name("rlgen")
-    served = subprocess.Popen([str(rlgen), "serve", "--cron", "0 3 * * 1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    served = subprocess.Popen(
+        [str(rlgen), "serve", "--cron", "0 3 * * 1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -62,12 +74,35 @@ def test_rlgen_serve_registers_every_deployment_and_runs_them(prefect_server: st
         pipeline = next(d for d in found if d["name"] == "pipeline")
         assert [s["schedule"]["cron"] for s in pipeline["schedules"]] == ["0 3 * * 1"]
         dqn = next(d for d in found if d["name"] == "dqn")
-        run = httpx.post(f"{prefect_server}/deployments/{dqn['id']}/create_flow_run", json={"parameters": {"config": TINY_DQN}}, timeout=10).json()
+        for _ in range(
+            10
+        ):  # 503: the server's database is busy with the served deployments; Prefect's clients retry it too
+            response = httpx.post(
+                f"{prefect_server}/deployments/{dqn['id']}/create_flow_run",
+                json={"parameters": {"config": TINY_DQN}},
+                timeout=10,
+            )
+            if response.status_code != 503:
+                break
+            time.sleep(1)
+        run = response.json()
         assert "id" in run, run
-        while (state := httpx.get(f"{prefect_server}/flow_runs/{run['id']}", timeout=10).json()["state_type"]) != "COMPLETED":
+        while (
+            state := httpx.get(f"{prefect_server}/flow_runs/{run['id']}", timeout=10).json()["state_type"]
+        ) != "COMPLETED":
             assert state not in {"FAILED", "CRASHED"} and time.monotonic() < deadline + 180, state
             time.sleep(2)
-        assert json.loads(json.dumps(run["parameters"]))["config"]["total_steps"] == TINY_DQN["total_steps"]
+        from mlflow.tracking import MlflowClient
+
+        mlflow = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+        (experiment,) = [e for e in mlflow.search_experiments() if e.name != "Default"]
+        trained = [
+            r for r in mlflow.search_runs([experiment.experiment_id]) if r.data.tags.get("rlgen.role") == "train"
+        ]
+        assert [r.data.params["total_steps"] for r in trained] == [
+            str(TINY_DQN["total_steps"])
+        ]  # the served run used our config
+        assert trained[0].data.tags["prefect.flow_run_id"] == run["id"]
     finally:
         served.terminate()
         served.wait(timeout=30)

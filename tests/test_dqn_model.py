@@ -90,22 +90,27 @@ def test_td_update_fits_a_fixed_batch(double_dqn: bool) -> None:
     target_network = dqn.QNetwork(4, 2, hidden=16)
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=1e-2)
-    batch = dqn.Batch(torch.randn(32, 4), torch.randint(0, 2, (32,)), torch.rand(32), torch.randn(32, 4), torch.ones(32))
+    batch = dqn.Batch(
+        torch.randn(32, 4), torch.randint(0, 2, (32,)), torch.rand(32), torch.randn(32, 4), torch.ones(32)
+    )
     before = [p.clone() for p in q_network.parameters()]
-    losses = [dqn.td_update(q_network, target_network, optimizer, batch, 0.99, double_dqn, 10.0)["train/loss"].item() for _ in range(200)]
+    losses = [
+        dqn.td_update(q_network, target_network, optimizer, batch, 0.99, double_dqn, 10.0)["train/loss"].item()
+        for _ in range(200)
+    ]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.05 * losses[0]  # all terminal: Q(s, a) must match the rewards
-    assert all(not torch.equal(a, b) for a, b in zip(before, q_network.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, q_network.parameters(), strict=True))
 
 
 def test_target_update_copies_or_mixes() -> None:
     online, target = dqn.QNetwork(2, 2, 4), dqn.QNetwork(2, 2, 4)
     old = [p.clone() for p in target.parameters()]
     dqn.soft_update_target(target, online, tau=0.5)
-    for t, o, p in zip(target.parameters(), old, online.parameters()):
+    for t, o, p in zip(target.parameters(), old, online.parameters(), strict=True):
         torch.testing.assert_close(t, (o + p) / 2)
     dqn.soft_update_target(target, online, tau=1.0)
-    for t, p in zip(target.parameters(), online.parameters()):
+    for t, p in zip(target.parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(t, p, rtol=0, atol=0)
 
 
@@ -118,7 +123,9 @@ def test_network_shapes() -> None:
 
 
 def _cartpole(max_steps: int, n: int = 1) -> SyncVectorEnv:
-    return SyncVectorEnv([lambda: gym.make("CartPole-v1", max_episode_steps=max_steps)] * n, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv(
+        [lambda: gym.make("CartPole-v1", max_episode_steps=max_steps)] * n, autoreset_mode=AutoresetMode.SAME_STEP
+    )
 
 
 def test_collect_at_a_time_limit_stores_the_true_last_observation_and_bootstraps() -> None:

@@ -9,14 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from models import dqn, gan
-from tasks.export import (
-    check_parity,
-    export_checked_programs,
-    export_program,
-    load_program,
-    load_scripted,
-    script_module,
-)
+from rlgen.export.parity import check_parity, export_checked_programs
+from rlgen.export.program import export_program, load_program
+from rlgen.export.torchscript import load_scripted, script_module
 
 
 @pytest.mark.parametrize("obs_shape", [(4,), (2, 40, 60)])
@@ -69,7 +64,9 @@ def test_pt2_programs_match_eager_in_a_fresh_process(tmp_path: Path, model: str)
     with torch.no_grad():
         expected = {m: getattr(module, m)(*inputs) for m in methods}
     check = export_checked_programs(module, inputs, tmp_path / "model.pt2", {"family": model}, expected)
-    assert check.unsupported == "" and [p.name for p in check.paths] == [f"model{'' if m == 'forward' else '.' + m}.pt2" for m in methods]
+    assert check.unsupported == "" and [p.name for p in check.paths] == [
+        f"model{'' if m == 'forward' else '.' + m}.pt2" for m in methods
+    ]
     assert all(p.max_abs_diff <= 1e-5 for p in check.parity.values()) and check.parity["forward"].outputs_equal
     assert check.tags() == {"export/pt2": ", ".join(sorted(p.name for p in check.paths))}
 
@@ -109,4 +106,6 @@ def test_a_module_torch_export_cannot_trace_is_reported_not_raised(tmp_path: Pat
     x = torch.ones(2, 3)
     check = export_checked_programs(DataDependent(), x, tmp_path / "model.pt2", {}, {"forward": x})
     assert check.paths == [] and check.parity == {} and not (tmp_path / "model.pt2").exists()
-    assert check.tags()["export/pt2"].startswith("unsupported: torch.export cannot trace DataDependent.forward: GuardOnDataDependentSymNode")
+    assert check.tags()["export/pt2"].startswith(
+        "unsupported: torch.export cannot trace DataDependent.forward: GuardOnDataDependentSymNode"
+    )

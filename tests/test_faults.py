@@ -23,12 +23,14 @@ import torch
 from typer.testing import CliRunner
 
 from rlgen import preflight
+from rlgen.checkpoints.io import load_checkpoint, save_checkpoint
 from rlgen.cli import app
 from rlgen.config import ConfigError, validate_config
-from rlgen.registry import COMMANDS
-from tasks.checkpoint import load_checkpoint, save_checkpoint
-from tasks.export import script_module
-from tasks.image_data import DataError
+from rlgen.errors import DataError
+from rlgen.export.torchscript import script_module
+from rlgen.pipeline import commands
+
+COMMANDS = commands()
 
 RLGEN = Path(sys.executable).with_name("rlgen")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -56,8 +58,14 @@ def rlgen(home: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProce
     """The real console script with RLGEN_HOME=home and `env`, no servers unless given; (result, seconds)."""
     base = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL")}
     start = time.monotonic()
-    done = subprocess.run([str(RLGEN), *args], env={**base, "RLGEN_HOME": str(home), "COLUMNS": "400", **env},
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(RLGEN), *args],
+        env={**base, "RLGEN_HOME": str(home), "COLUMNS": "400", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return done, time.monotonic() - start
 
 
@@ -83,20 +91,30 @@ def runs_in(store: Path) -> int:
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_every_command_refuses_unknown_keys_and_invalid_values(name: str, store: Path) -> None:
     config = COMMANDS[name].config
-    with pytest.raises(ConfigError, match=rf"Invalid {name} configuration: unknown key 'colour' \(known keys: .*seed.*rlgen run {name} --help"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"Invalid {name} configuration: unknown key 'colour' \(known keys: .*seed.*rlgen run {name} --help",
+    ):
         validate_config(config, {"colour": "blue"})
     with pytest.raises(ConfigError, match=r"seed: Input should be greater than or equal to 0 \(got '-1'\)"):
         validate_config(config, {"seed": "-1"})
     result = invoke("run", name, "--set", "colour=blue", "--set", "seed=-1")
     assert result.exit_code == 2
-    assert_user_error(result.stderr, "unknown key 'colour'", "seed: Input should be greater than or equal to 0", f"rlgen run {name} --help")
+    assert_user_error(
+        result.stderr,
+        "unknown key 'colour'",
+        "seed: Input should be greater than or equal to 0",
+        f"rlgen run {name} --help",
+    )
     assert not store.exists()
 
 
 def test_the_console_script_refuses_a_bad_config_at_once(tmp_path: Path) -> None:
     done, seconds = rlgen(tmp_path, "run", "gan", "--set", "epochs=0", "--set", "colour=blue")
     assert done.returncode == 2
-    assert_user_error(done.stderr, "Invalid gan configuration", "epochs: Input should be greater than 0", "unknown key 'colour'")
+    assert_user_error(
+        done.stderr, "Invalid gan configuration", "epochs: Input should be greater than 0", "unknown key 'colour'"
+    )
     assert seconds < 30 and not (tmp_path / "mlruns").exists() and not (tmp_path / "data").exists()
 
 
@@ -149,10 +167,13 @@ def test_user_errors_in_a_flow_are_logged_without_a_traceback() -> None:
 def test_only_failed_downloads_are_retried() -> None:
     from prefect.states import Failed
 
-    from tasks.image_data import DownloadError, retry_only_downloads
+    from rlgen.errors import DownloadError
+    from tasks.model import retry_only_downloads
 
-    retried = {type(e).__name__: retry_only_downloads(None, None, Failed(data=e))
-               for e in (DownloadError("network"), DataError("truncated"), ConfigError("bad"), OSError("disk"))}
+    retried = {
+        type(e).__name__: retry_only_downloads(None, None, Failed(data=e))
+        for e in (DownloadError("network"), DataError("truncated"), ConfigError("bad"), OSError("disk"))
+    }
     assert retried == {"DownloadError": True, "DataError": False, "ConfigError": False, "OSError": True}
 
 
@@ -162,7 +183,7 @@ def test_only_failed_downloads_are_retried() -> None:
 @pytest.fixture
 def registered(store: Path, tmp_path: Path) -> str:
     """A registered model `vae-mnist` with one version, aliased champion."""
-    from tasks import tracking
+    from rlgen import tracking
 
     with tracking.run("rlgen", "vae-mnist-s1") as run_id:
         (tmp_path / "model.pt").write_bytes(b"weights")
@@ -177,12 +198,18 @@ def test_unknown_model_names_and_aliases_list_what_exists(registered: str, store
     for command, args in MODEL_COMMANDS.items():  # one store for all four: creating one costs seconds
         unknown = invoke(command, "--model", "no-such-model", *args)
         assert unknown.exit_code == 2, command
-        assert_user_error(unknown.stderr, "No registered model or run called 'no-such-model'", "registered models: vae-mnist",
-                          "Pass NAME, NAME@ALIAS, NAME/VERSION or a run id")
+        assert_user_error(
+            unknown.stderr,
+            "No registered model or run called 'no-such-model'",
+            "registered models: vae-mnist",
+            "Pass NAME, NAME@ALIAS, NAME/VERSION or a run id",
+        )
     for command, reference in (("sample", "vae-mnist@best"), ("score", "vae-mnist/7")):  # one lookup serves all four
         result = invoke(command, "--model", reference, *MODEL_COMMANDS[command])
         assert result.exit_code == 2, (command, reference)
-        assert_user_error(result.stderr, f"called {reference!r}", "vae-mnist has aliases: champion (version 1); versions: 1")
+        assert_user_error(
+            result.stderr, f"called {reference!r}", "vae-mnist has aliases: champion (version 1); versions: 1"
+        )
     assert runs_in(store) == before  # looking up a model starts no run
 
 
@@ -190,8 +217,12 @@ def test_unknown_model_names_and_aliases_list_what_exists(registered: str, store
 def test_looking_up_a_model_in_an_empty_home_creates_no_store(command: str, store: Path) -> None:
     result = invoke(command, "--model", "lm-char-tinyshakespeare", *MODEL_COMMANDS[command])
     assert result.exit_code == 2
-    assert_user_error(result.stderr, "No registered model or run called 'lm-char-tinyshakespeare'", f"there is no MLflow store at {store} yet",
-                      "Train a model first")
+    assert_user_error(
+        result.stderr,
+        "No registered model or run called 'lm-char-tinyshakespeare'",
+        f"there is no MLflow store at {store} yet",
+        "Train a model first",
+    )
     assert not store.exists()
 
 
@@ -203,17 +234,28 @@ def bad_model_files(tmp_path: Path) -> dict[str, Path]:
     scripted = script_module(torch.nn.Identity(), tmp_path / "whole.pt", {"family": "vae"})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(scripted.read_bytes()[:-200])
-    checkpoint = save_checkpoint(tmp_path / "checkpoint.pt", {"config": {}, "model": torch.nn.Linear(2, 2).state_dict(), "step": 3})
+    checkpoint = save_checkpoint(
+        tmp_path / "checkpoint.pt", {"config": {}, "model": torch.nn.Linear(2, 2).state_dict(), "step": 3}
+    )
     return {"junk": junk, "truncated": truncated, "checkpoint": checkpoint}
 
 
 @pytest.mark.parametrize("command", list(MODEL_COMMANDS))
 def test_corrupt_model_files_are_refused(command: str, bad_model_files: dict[str, Path], store: Path) -> None:
-    reasons = {"junk": "not a ZIP archive", "truncated": "failed finding central directory", "checkpoint": "it is a torch.save file"}
+    reasons = {
+        "junk": "not a ZIP archive",
+        "truncated": "failed finding central directory",
+        "checkpoint": "it is a torch.save file",
+    }
     for kind, path in bad_model_files.items():
         result = invoke(command, "--model", str(path), *MODEL_COMMANDS[command])
         assert result.exit_code == 2
-        assert_user_error(result.stderr, f"{path} is not a loadable TorchScript file", reasons[kind], "pass the file `rlgen run` exported")
+        assert_user_error(
+            result.stderr,
+            f"{path} is not a loadable TorchScript file",
+            reasons[kind],
+            "pass the file `rlgen run` exported",
+        )
     assert not store.exists()  # an explicit file needs no store
 
 
@@ -228,7 +270,9 @@ class Payload:
 
 
 def test_corrupt_checkpoints_are_refused_and_never_run_code(tmp_path: Path) -> None:
-    good = save_checkpoint(tmp_path / "good.pt", {"config": {"seed": 1}, "model": torch.nn.Linear(3, 2).state_dict(), "step": 5})
+    good = save_checkpoint(
+        tmp_path / "good.pt", {"config": {"seed": 1}, "model": torch.nn.Linear(3, 2).state_dict(), "step": 5}
+    )
     assert load_checkpoint(good)["step"] == 5
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -253,8 +297,13 @@ def test_the_console_script_refuses_an_unwritable_store(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     done, seconds = rlgen(blocker / "home", "run", "dqn")
     assert done.returncode == 2 and seconds < 30
-    assert_user_error(done.stderr, f"The embedded MLflow store at {blocker}/home/mlruns cannot be created", f"{blocker} is a file, not a folder",
-                      "point RLGEN_HOME at a writable folder", "Nothing was started")
+    assert_user_error(
+        done.stderr,
+        f"The embedded MLflow store at {blocker}/home/mlruns cannot be created",
+        f"{blocker} is a file, not a folder",
+        "point RLGEN_HOME at a writable folder",
+        "Nothing was started",
+    )
     assert blocker.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
@@ -268,7 +317,11 @@ def test_unwritable_stores_and_folders_are_refused(where: str, tmp_path: Path, m
     expected = {
         "under a file": ("RLGEN_HOME", str(blocker / "home"), f"{blocker} is a file, not a folder"),
         "in /proc": ("RLGEN_HOME", "/proc/rlgen-home", "/proc cannot be written"),
-        "sqlite under a file": ("MLFLOW_TRACKING_URI", f"sqlite:///{blocker}/mlflow.db", "sqlite:/// path in a writable folder"),
+        "sqlite under a file": (
+            "MLFLOW_TRACKING_URI",
+            f"sqlite:///{blocker}/mlflow.db",
+            "sqlite:/// path in a writable folder",
+        ),
         "data dir under a file": ("RLGEN_DATA_DIR", str(blocker / "data"), "The data folder at"),
     }
     variable, value, message = expected[where]
@@ -288,7 +341,11 @@ def test_unwritable_stores_and_folders_are_refused(where: str, tmp_path: Path, m
 @pytest.mark.parametrize("server", ["mlflow", "prefect"])
 def test_the_console_script_fails_fast_when_a_server_does_not_answer(server: str, tmp_path: Path) -> None:
     port = closed_port()
-    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"} if server == "mlflow" else {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    env = (
+        {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+        if server == "mlflow"
+        else {"PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    )
     done, seconds = rlgen(tmp_path, "run", "dqn", **env)
     assert done.returncode == 2 and seconds < 30, (seconds, done.stderr)
     url = next(iter(env.values()))
@@ -322,8 +379,12 @@ def http_server() -> Iterator[callable]:
         server.server_close()
 
 
-@pytest.mark.parametrize(("status", "problem"), [(200, None), (401, None), (404, "HTTP 404: something else"), (503, "HTTP 503")])
-def test_a_server_counts_as_up_when_it_answers_as_one(http_server, monkeypatch: pytest.MonkeyPatch, status: int, problem: str | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "problem"), [(200, None), (401, None), (404, "HTTP 404: something else"), (503, "HTTP 503")]
+)
+def test_a_server_counts_as_up_when_it_answers_as_one(
+    http_server, monkeypatch: pytest.MonkeyPatch, status: int, problem: str | None
+) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", http_server(status))
     if problem is None:
         preflight.check_tracking()  # 401: up, behind authentication
@@ -340,7 +401,10 @@ def test_a_server_that_accepts_but_never_answers_times_out(monkeypatch: pytest.M
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setenv(preflight.TIMEOUT_ENV, "0.5")
         start = time.monotonic()
-        with pytest.raises(preflight.PreflightError, match=rf"at {url} does not answer \(timed out; tried GET {url}/health within 0.5 s\)"):
+        with pytest.raises(
+            preflight.PreflightError,
+            match=rf"at {url} does not answer \(timed out; tried GET {url}/health within 0.5 s\)",
+        ):
             preflight.check_tracking()
         assert time.monotonic() - start < 3
 
@@ -348,7 +412,10 @@ def test_a_server_that_accepts_but_never_answers_times_out(monkeypatch: pytest.M
 def test_a_database_backend_that_does_not_answer_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
     port = closed_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://rlgen:hunter2@127.0.0.1:{port}/mlflow")
-    with pytest.raises(preflight.PreflightError, match=rf"database at postgresql://rlgen:\*\*\*@127.0.0.1:{port}/mlflow does not answer") as err:
+    with pytest.raises(
+        preflight.PreflightError,
+        match=rf"database at postgresql://rlgen:\*\*\*@127.0.0.1:{port}/mlflow does not answer",
+    ) as err:
         preflight.check_tracking()
     assert "hunter2" not in str(err.value)
 

@@ -13,16 +13,24 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from rlgen.checkpoints.io import run_checkpoint_path
 from rlgen.cli import app
-from tasks.checkpoint import run_checkpoint_path
 
 TINY = [
-    "total_steps=600", "learning_starts=200", "train_every=50", "gradient_steps=5", "hidden=32",
-    "eval_every=300", "val_episodes=3", "eval_episodes=5", "log_every=100", "target_update_every=100",
+    "total_steps=600",
+    "learning_starts=200",
+    "train_every=50",
+    "gradient_steps=5",
+    "hidden=32",
+    "eval_every=300",
+    "val_episodes=3",
+    "eval_episodes=5",
+    "log_every=100",
+    "target_update_every=100",
 ]
 
 
-def run_cli(*args: str) -> "CliRunner.Result":
+def run_cli(*args: str) -> CliRunner.Result:
     """The CLI in this process, for the commands that run no flow."""
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
     assert result.exit_code == 0, f"{result.output}\n{result.stderr}\n{result.exception!r}"
@@ -39,7 +47,9 @@ def mlflow_client(store: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: Path, mlflow_client: MlflowClient) -> None:
+def test_run_dqn_records_everything_and_play_uses_the_export(
+    rlgen_cli, store: Path, mlflow_client: MlflowClient
+) -> None:
     rlgen_cli("run", "dqn", *sets(TINY))
 
     experiment = mlflow_client.get_experiment_by_name("rlgen")
@@ -50,7 +60,7 @@ def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: P
     (child,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert parent.data.tags["prefect.flow_name"] == "dqn" and parent.data.tags["prefect.flow_run_id"]
     assert child.data.tags["prefect.flow_run_id"] == parent.data.tags["prefect.flow_run_id"]
-    assert any(k.startswith("prefect.task_run.dqn-train") for k in child.data.tags)
+    assert child.data.tags["prefect.task_run.train"] and child.data.tags["prefect.task_run.export"]
 
     # params: the full validated config, on both runs
     for run in (parent, child):
@@ -67,7 +77,9 @@ def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: P
     assert child.data.metrics["eval/episodes"] == 5
     assert child.data.metrics["export/max_abs_diff"] <= 1e-5
     assert child.data.metrics["export/actions_match"] == 1.0
-    assert child.data.metrics["export/pt2_max_abs_diff"] <= 1e-5 and child.data.metrics["export/pt2_actions_match"] == 1.0
+    assert (
+        child.data.metrics["export/pt2_max_abs_diff"] <= 1e-5 and child.data.metrics["export/pt2_actions_match"] == 1.0
+    )
     assert child.data.tags["export/pt2"] == "policy.pt2, policy.q_values.pt2"
     assert parent.data.metrics["eval/mean_return"] == child.data.metrics["eval/mean_return"]
 
@@ -80,7 +92,9 @@ def test_run_dqn_records_everything_and_play_uses_the_export(rlgen_cli, store: P
     assert {"checkpoints/dqn.pt"} == listing(child_id, "checkpoints")
     assert {"plots/learning_curve.png"} == listing(child_id, "plots")
     assert {"policy/policy.pt", "policy/policy.pt2", "policy/policy.q_values.pt2"} == listing(child_id, "policy")
-    assert {"evaluation/report.json", "evaluation/eval_returns.png"} == listing(child_id, "evaluation")
+    assert {"evaluation/report.json", "evaluation/returns.json", "evaluation/eval_returns.png"} == listing(
+        child_id, "evaluation"
+    )
 
     # the registered model version points at the exported policy
     (version,) = mlflow_client.search_model_versions("name='dqn-CartPole-v1'")
@@ -117,11 +131,15 @@ def test_play_with_an_unknown_model_is_a_clear_error(store: Path) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_training_is_recorded_as_killed(prefect_server: str, store: Path, mlflow_client: MlflowClient, signum: int) -> None:
+def test_interrupted_training_is_recorded_as_killed(
+    prefect_server: str, store: Path, mlflow_client: MlflowClient, signum: int
+) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent)}
     rlgen = Path(sys.executable).with_name("rlgen")
     args = sets([*TINY[1:], "total_steps=10000000", "eval_every=0"])
-    process = subprocess.Popen([str(rlgen), "run", "dqn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(rlgen), "run", "dqn", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 180
         while not _training_has_logged(mlflow_client, store):

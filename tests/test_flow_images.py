@@ -10,8 +10,13 @@ from PIL import Image
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "raw"
 TINY = ["max_steps=12", "epochs=2", "batch_size=64", "fid_samples=300", "lenet_epochs=1", f"data_dir={MNIST}"]
-VARIANTS = [("vae", "vae", ["iw_samples=5", "iw_images=20"]), ("vae", "conv-vae", ["iw_samples=5", "iw_images=20"]),
-            ("vae", "cvae", ["iw_samples=5", "iw_images=20"]), ("gan", "dcgan", ["grid_size=16"]), ("gan", "cgan", ["grid_size=16"])]
+VARIANTS = [
+    ("vae", "vae", ["iw_samples=5", "iw_images=20"]),
+    ("vae", "conv-vae", ["iw_samples=5", "iw_images=20"]),
+    ("vae", "cvae", ["iw_samples=5", "iw_images=20"]),
+    ("gan", "dcgan", ["grid_size=16"]),
+    ("gan", "cgan", ["grid_size=16"]),
+]
 
 pytestmark = pytest.mark.skipif(not MNIST.is_dir(), reason=f"the offline MNIST copy is not at {MNIST}")
 
@@ -21,7 +26,9 @@ def sets(pairs: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(("family", "variant", "extra"), VARIANTS, ids=[v[1] for v in VARIANTS])
-def test_image_flow_records_evaluates_exports_and_samples(rlgen_cli, store: Path, tmp_path: Path, family: str, variant: str, extra: list[str]) -> None:
+def test_image_flow_records_evaluates_exports_and_samples(
+    rlgen_cli, store: Path, tmp_path: Path, family: str, variant: str, extra: list[str]
+) -> None:
     rlgen_cli("run", family, *sets([*TINY, f"variant={variant}", *extra]))
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     (version,) = client.search_model_versions(f"name='{variant}-mnist'")
@@ -37,9 +44,21 @@ def test_image_flow_records_evaluates_exports_and_samples(rlgen_cli, store: Path
     if variant in {"cvae", "cgan"}:
         assert 0 <= metrics["eval/cond_accuracy"] <= 1 and "eval/cond_accuracy_9" in metrics
 
-    artifacts = {f.path for d in ("samples", "evaluation", "model", "plots", "checkpoints") for f in client.list_artifacts(version.run_id, d)}
-    assert {"samples/epoch_001.png", "evaluation/samples.png", "evaluation/interpolations.png", "evaluation/report.json",
-            "model/model.pt", "model/model.pt2", "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
+    artifacts = {
+        f.path
+        for d in ("samples", "evaluation", "model", "plots", "checkpoints")
+        for f in client.list_artifacts(version.run_id, d)
+    }
+    assert {
+        "samples/epoch_001.png",
+        "evaluation/samples.png",
+        "evaluation/interpolations.png",
+        "evaluation/report.json",
+        "model/model.pt",
+        "model/model.pt2",
+        "plots/learning_curve.png",
+        f"checkpoints/{family}.pt",
+    } <= artifacts
     if family == "vae":
         assert "evaluation/reconstructions.png" in artifacts
 
@@ -73,6 +92,8 @@ def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen_cli, store:
     done = rlgen_cli("run", "vae", *sets([*TINY, "lr=1e30", "iw_samples=2", "iw_images=10"]), expect=1)
     assert "vae-mnist: non-finite train/loss" in done.stderr and "at step 2" in done.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string="tags.`rlgen.role` = 'train'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string="tags.`rlgen.role` = 'train'"
+    )
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not client.search_model_versions("name='vae-mnist'")  # nothing registered

@@ -10,8 +10,20 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_flow_images import MNIST, sets
 
-TINY = ["max_steps=6", "epochs=2", "batch_size=32", "fid_samples=200", "lenet_epochs=1", "grid_size=16", f"data_dir={MNIST}"]
-LANGEVIN = {"descriptor": ["langevin_steps=3"], "generator": ["infer_steps=2"], "coop": ["langevin_steps=3", "infer_steps=1"]}
+TINY = [
+    "max_steps=6",
+    "epochs=2",
+    "batch_size=32",
+    "fid_samples=200",
+    "lenet_epochs=1",
+    "grid_size=16",
+    f"data_dir={MNIST}",
+]
+LANGEVIN = {
+    "descriptor": ["langevin_steps=3"],
+    "generator": ["infer_steps=2"],
+    "coop": ["langevin_steps=3", "infer_steps=1"],
+}
 
 pytestmark = pytest.mark.skipif(not MNIST.is_dir(), reason=f"the offline MNIST copy is not at {MNIST}")
 
@@ -21,7 +33,9 @@ def client_for(store: Path) -> MlflowClient:
 
 
 @pytest.mark.parametrize("family", list(LANGEVIN))
-def test_langevin_flow_records_evaluates_exports_and_serves(rlgen_cli, store: Path, tmp_path: Path, family: str) -> None:
+def test_langevin_flow_records_evaluates_exports_and_serves(
+    rlgen_cli, store: Path, tmp_path: Path, family: str
+) -> None:
     rlgen_cli("run", family, *sets([*TINY, *LANGEVIN[family]]))
     client = client_for(store)
     (version,) = client.search_model_versions(f"name='{family}-mnist'")
@@ -35,9 +49,20 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen_cli, store: Pa
     history = client.get_metric_history(version.run_id, "train/f_real" if family != "generator" else "train/recon_mse")
     assert [m.step for m in history] == [6]  # logged every 50 steps and at the last
 
-    artifacts = {f.path for d in ("samples", "chains", "evaluation", "model", "plots", "checkpoints") for f in client.list_artifacts(version.run_id, d)}
-    assert {"samples/epoch_001.png", "evaluation/samples.png", "evaluation/report.json", "model/model.pt",
-            "model/model.pt2", "plots/learning_curve.png", f"checkpoints/{family}.pt"} <= artifacts
+    artifacts = {
+        f.path
+        for d in ("samples", "chains", "evaluation", "model", "plots", "checkpoints")
+        for f in client.list_artifacts(version.run_id, d)
+    }
+    assert {
+        "samples/epoch_001.png",
+        "evaluation/samples.png",
+        "evaluation/report.json",
+        "model/model.pt",
+        "model/model.pt2",
+        "plots/learning_curve.png",
+        f"checkpoints/{family}.pt",
+    } <= artifacts
     if family in {"descriptor", "coop"}:
         assert "chains/epoch_001.png" in artifacts
         assert "negative" in run.data.tags["rlgen.metric_notes"]
@@ -50,7 +75,9 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen_cli, store: Pa
         assert metrics["eval/revised_fid_lenet"] > 0 and "evaluation/revised_samples.png" in artifacts
 
     if family == "descriptor":
-        digit = np.asarray(Image.open(client.download_artifacts(version.run_id, "evaluation/samples.png", str(tmp_path))))
+        digit = np.asarray(
+            Image.open(client.download_artifacts(version.run_id, "evaluation/samples.png", str(tmp_path)))
+        )
         files = [tmp_path / "a.png", tmp_path / "b.png"]
         Image.fromarray(digit[2:30, 2:30]).save(files[0])  # the grid's first image
         Image.fromarray(np.zeros((56, 56), np.uint8)).save(files[1])  # resized to 28x28
@@ -68,7 +95,9 @@ def test_langevin_divergence_fails_the_run_naming_step_and_step_size(rlgen_cli, 
     done = rlgen_cli("run", "descriptor", *sets([*TINY, "langevin_steps=3", "langevin_step=1e4"]), expect=1)
     assert "training step 1" in done.stderr and "step size 10000" in done.stderr
     client = client_for(store)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string="tags.`rlgen.role` = 'train'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], filter_string="tags.`rlgen.role` = 'train'"
+    )
     assert [r.info.status for r in runs] == ["FAILED"]
 
 

@@ -9,19 +9,35 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rlgen.config import ConfigError, config_from_overrides
-from rlgen.config.pipeline import PipelineConfig
+from rlgen.pipeline.config import PipelineConfig
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_IMAGES = {"max_steps": 4, "epochs": 1, "batch_size": 32, "fid_samples": 200, "lenet_epochs": 1}
 TINY = {
-    "dqn": {"total_steps": 600, "learning_starts": 200, "train_every": 100, "gradient_steps": 4, "eval_episodes": 2, "val_episodes": 2, "eval_every": 0},
+    "dqn": {
+        "total_steps": 600,
+        "learning_starts": 200,
+        "train_every": 100,
+        "gradient_steps": 4,
+        "eval_episodes": 2,
+        "val_episodes": 2,
+        "eval_every": 0,
+    },
     "vae": {**TINY_IMAGES, "iw_samples": 4, "iw_images": 16},
     "descriptor": {**TINY_IMAGES, "langevin_steps": 2, "grid_size": 16},
 }
 
 
 def run_pipeline(rlgen_cli, models: str, *extra: str) -> None:
-    args = ["--set", f"models={models}", "--set", f"data_root={SHARED}", "--set", f"overrides={json.dumps(TINY)}", *extra]
+    args = [
+        "--set",
+        f"models={models}",
+        "--set",
+        f"data_root={SHARED}",
+        "--set",
+        f"overrides={json.dumps(TINY)}",
+        *extra,
+    ]
     rlgen_cli("run", "pipeline", *args)
 
 
@@ -34,7 +50,11 @@ def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli
     assert pipeline.info.status == "FINISHED" and pipeline.data.tags["prefect.flow_name"] == "pipeline"
     children = client.search_runs(experiments, filter_string=f"tags.`mlflow.parentRunId` = '{pipeline.info.run_id}'")
     flows = {c.data.tags["rlgen.family"]: c for c in children if c.data.tags["rlgen.role"] == "flow"}
-    assert sorted(flows) == ["descriptor", "dqn", "vae"]  # one child per model (its flow's run), plus the shared evaluator
+    assert sorted(flows) == [
+        "descriptor",
+        "dqn",
+        "vae",
+    ]  # one child per model (its flow's run), plus the shared evaluator
     for child in children:
         assert child.info.status == "FINISHED" and child.data.tags.get("prefect.flow_run_id")
         assert child.data.tags.get("prefect.task_run_id")  # the pipeline task that ran it
@@ -45,7 +65,9 @@ def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli
         (found,) = client.search_model_versions(f"name='{name}'")
         version = client.get_model_version(name, found.version)  # search results leave aliases out
         assert version.aliases == ["champion"] and version.tags["rlgen.decision_reason"] == "first version"
-        assert client.get_run(version.run_id).data.tags["export/pt2"].endswith(".pt2")  # concurrent exports do not collide
+        assert (
+            client.get_run(version.run_id).data.tags["export/pt2"].endswith(".pt2")
+        )  # concurrent exports do not collide
 
     report = Path(client.download_artifacts(pipeline.info.run_id, "report", str(tmp_path)))
     text = (report / "report.md").read_text()

@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.image_data import (
-    DataError,
-    cache_key,
-    data_report,
-    find_idx_files,
-    load_prepared,
-    prepare,
-    read_idx,
-    split_indices,
-)
+from rlgen.data.idx import find_idx_files, read_idx
+from rlgen.data.images import cache_key, load_prepared, prepare, split_indices
+from rlgen.data.report import data_report
+from rlgen.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MNIST_RAW = SHARED_DATA / "mnist" / "raw"
@@ -58,6 +52,7 @@ def make_idx_dir(folder: Path, n_test: int, n_train: int = 0, gz: bool = True, s
 
 
 # ---- the IDX reader ----
+
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 @pytest.mark.parametrize(
@@ -118,11 +113,14 @@ def test_read_idx_errors_name_the_file_and_what_was_expected(tmp_path: Path) -> 
 
 # ---- finding files ----
 
+
 def test_find_idx_files_accepts_flat_and_torchvision_layouts(tmp_path: Path) -> None:
     make_idx_dir(tmp_path / "flat", n_test=20, gz=False)
     found = find_idx_files(tmp_path / "flat", "mnist")
-    assert found == {"test_images": tmp_path / "flat" / "t10k-images-idx3-ubyte",
-                     "test_labels": tmp_path / "flat" / "t10k-labels-idx1-ubyte"}
+    assert found == {
+        "test_images": tmp_path / "flat" / "t10k-images-idx3-ubyte",
+        "test_labels": tmp_path / "flat" / "t10k-labels-idx1-ubyte",
+    }
 
     make_idx_dir(tmp_path / "root" / "FashionMNIST" / "raw", n_test=20, n_train=30)
     found = find_idx_files(tmp_path / "root", "fashion-mnist")
@@ -131,8 +129,11 @@ def test_find_idx_files_accepts_flat_and_torchvision_layouts(tmp_path: Path) -> 
 
 
 def test_find_idx_files_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"No MNIST IDX files found in .*empty.*t10k-images-idx3-ubyte\[\.gz\].*"
-                                        r"--set data_dir=.*leave data_dir unset so rlgen downloads"):
+    with pytest.raises(
+        DataError,
+        match=r"No MNIST IDX files found in .*empty.*t10k-images-idx3-ubyte\[\.gz\].*"
+        r"--set data_dir=.*leave data_dir unset so rlgen downloads",
+    ):
         find_idx_files(tmp_path / "empty", "mnist")
     with pytest.raises(ValueError, match="Unknown dataset 'cifar'; known: fashion-mnist, mnist"):
         find_idx_files(tmp_path, "cifar")
@@ -144,6 +145,7 @@ def test_find_idx_files_errors(tmp_path: Path) -> None:
 
 # ---- the seeded split ----
 
+
 @pytest.mark.parametrize("stratify", [True, False])
 def test_split_is_seeded_disjoint_and_covering(stratify: bool) -> None:
     labels = np.repeat(np.arange(10), [98, 113, 103, 101, 98, 89, 96, 103, 97, 102])  # 1000, unequal classes
@@ -152,7 +154,7 @@ def test_split_is_seeded_disjoint_and_covering(stratify: bool) -> None:
     everything = np.concatenate(split)
     np.testing.assert_array_equal(np.sort(everything), np.arange(1000))  # disjoint and covering
     again = split_indices(labels, n_val=100, n_test=150, seed=3, stratify=stratify)
-    for a, b in zip(split, again):
+    for a, b in zip(split, again, strict=True):
         np.testing.assert_array_equal(a, b)
     other = split_indices(labels, n_val=100, n_test=150, seed=4, stratify=stratify)
     assert not np.array_equal(split.val, other.val) and not np.array_equal(split.test, other.test)
@@ -167,6 +169,7 @@ def test_split_rejects_sizes_that_leave_no_training_items() -> None:
 
 
 # ---- prepare() and its cache ----
+
 
 def test_prepare_writes_the_cache_once_and_reuses_it(tmp_path: Path) -> None:
     source = make_idx_dir(tmp_path / "idx", n_test=100)
@@ -183,25 +186,36 @@ def test_prepare_writes_the_cache_once_and_reuses_it(tmp_path: Path) -> None:
 
     prov = first.provenance
     assert prov == second.provenance
-    assert prov["split"] | {"description": ""} == {"rule": "resplit_test", "description": "", "seed": 5,
-                                                   "val_fraction": 0.1, "test_fraction": 0.2, "stratify": True,
-                                                   "sizes": {"train": 70, "val": 10, "test": 20}}
+    assert prov["split"] | {"description": ""} == {
+        "rule": "resplit_test",
+        "description": "",
+        "seed": 5,
+        "val_fraction": 0.1,
+        "test_fraction": 0.2,
+        "stratify": True,
+        "sizes": {"train": 70, "val": 10, "test": 20},
+    }
     assert sorted(prov["files"]) == ["test_images", "test_labels"]
     images_file = tmp_path / "idx" / "t10k-images-idx3-ubyte.gz"
     content_sha256 = hashlib.sha256(gzip.decompress(images_file.read_bytes())).hexdigest()
     assert prov["files"]["test_images"] == {"path": str(images_file.resolve()), "items": 100, "sha256": content_sha256}
-    assert prov["content_hash"] == first.content_hash == cache_key(
-        "mnist", {r: f["sha256"] for r, f in prov["files"].items()}, 5, 0.1, 0.2)
+    assert (
+        prov["content_hash"]
+        == first.content_hash
+        == cache_key("mnist", {r: f["sha256"] for r, f in prov["files"].items()}, 5, 0.1, 0.2)
+    )
 
     data = load_prepared(first.path, "cpu")
     expected = split_indices(source["test_labels"], 10, 20, seed=5)
     for part in ("train", "val", "test"):
         assert data[f"{part}_images"].dtype == torch.uint8 and data[f"{part}_labels"].dtype == torch.int64
         ix = getattr(expected, part)
-        torch.testing.assert_close(data[f"{part}_images"], torch.from_numpy(source["test_images"][ix]).unsqueeze(1),
-                                   rtol=0, atol=0)
-        torch.testing.assert_close(data[f"{part}_labels"], torch.from_numpy(source["test_labels"][ix]).long(),
-                                   rtol=0, atol=0)
+        torch.testing.assert_close(
+            data[f"{part}_images"], torch.from_numpy(source["test_images"][ix]).unsqueeze(1), rtol=0, atol=0
+        )
+        torch.testing.assert_close(
+            data[f"{part}_labels"], torch.from_numpy(source["test_labels"][ix]).long(), rtol=0, atol=0
+        )
     assert torch.load(first.path, weights_only=True)["provenance"] == prov
 
     other = prepare("mnist", tmp_path / "idx", cache, split_seed=6, val_fraction=0.1, test_fraction=0.2)
@@ -233,8 +247,11 @@ def test_a_failing_prepare_leaves_no_cache_file(tmp_path: Path) -> None:
 
     write_idx(tmp_path / "idx" / "t10k-labels-idx1-ubyte.gz", np.zeros(99, dtype=np.uint8))
     images.write_bytes(good)
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz has 100 images but .*t10k-labels-idx1-ubyte\.gz "
-                                        r"has 99 labels"):
+    with pytest.raises(
+        DataError,
+        match=r"t10k-images-idx3-ubyte\.gz has 100 images but .*t10k-labels-idx1-ubyte\.gz "
+        r"has 99 labels",
+    ):
         prepare("mnist", tmp_path / "idx", cache, 0, 0.1, 0.1)
     assert os.listdir(cache) == []
 
@@ -263,6 +280,7 @@ def test_bad_arguments_and_unreadable_cache_files(tmp_path: Path) -> None:
 
 # ---- the real MNIST test split (offline copy beside the repo) ----
 
+
 @pytest.fixture(scope="module")
 def mnist_raw() -> Path:
     if not SHARED_DATA.is_dir():
@@ -289,13 +307,19 @@ def test_real_mnist_test_split_is_read_and_resplit(mnist_raw: Path, tmp_path: Pa
 
 # ---- data_report ----
 
+
 def test_data_report_kurtosis_is_gaussian_for_noise(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     noise = (128 + 30 * torch.randn(512, 1, 28, 28, generator=gen)).round().clamp(0, 255).to(torch.uint8)
     metrics = data_report(noise, tmp_path / "noise.png", "Gaussian noise")
     assert (tmp_path / "noise.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert set(metrics) == {"data/pixel_mean", "data/pixel_std", "data/kurtosis_scale1", "data/kurtosis_scale2",
-                            "data/kurtosis_scale4"}
+    assert set(metrics) == {
+        "data/pixel_mean",
+        "data/pixel_std",
+        "data/kurtosis_scale1",
+        "data/kurtosis_scale2",
+        "data/kurtosis_scale4",
+    }
     assert metrics["data/pixel_mean"] == pytest.approx(128 / 255, abs=0.01)
     assert metrics["data/pixel_std"] == pytest.approx(30 / 255, abs=0.01)
     for scale in (1, 2, 4):

@@ -1,4 +1,5 @@
-"""The image generative models (VAE family, DCGAN), the LeNet judge and FID, on tiny synthetic data with known answers."""
+"""The image generative models (VAE family, DCGAN), the LeNet judge and FID, on tiny synthetic data with known
+answers."""
 
 from __future__ import annotations
 
@@ -116,7 +117,8 @@ def test_iwae_tightens_the_elbo(fitted_vae: tuple[nn.Module, Tensor]) -> None:
         recon = vae.bernoulli_nll(model.decode(z), copies).view(500, 8)
         neg_elbo = recon.mean(0) + vae.kl_divergence(mu, logvar)  # (8,)
         recon_se = recon.std(0) / math.sqrt(500)  # (8,)
-    # k = 1 is an unbiased estimate of the negative ELBO (with a Monte Carlo KL): a sign slip in log q or log p(z) shows here
+    # k = 1 is an unbiased estimate of the negative ELBO (with a Monte Carlo KL): a sign slip in log q or log p(z)
+    # shows here
     iw1 = vae.importance_weighted_nll(model, copies, k=1, generator=g).view(500, 8)
     tolerance = 4 * torch.sqrt(recon_se**2 + (iw1.std(0) / math.sqrt(500)) ** 2)
     assert ((iw1.mean(0) - neg_elbo).abs() < tolerance).all(), (iw1.mean(0), neg_elbo, tolerance)
@@ -282,7 +284,9 @@ def test_dcgan_init_and_ranges() -> None:
     generator = gan.Generator(latent_dim=100, channels=64)
     linear, bn = generator.project[0], generator.project[1]
     assert linear.weight.std().item() == pytest.approx(0.02, rel=0.02)
-    assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.002) and bn.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert bn.weight.mean().item() == pytest.approx(1.0, abs=0.002) and bn.weight.std().item() == pytest.approx(
+        0.02, rel=0.1
+    )
     x = torch.rand(3, 1, 28, 28)
     torch.testing.assert_close(gan.to_unit(gan.from_unit(x)), x)
     assert gan.from_unit(torch.tensor([0.0, 1.0])).tolist() == [-1.0, 1.0]
@@ -319,8 +323,14 @@ def closed_form_fid(m1: Tensor, s1: Tensor, m2: Tensor, s2: Tensor) -> float:
     return float(((m1 - m2) ** 2).sum() + (s1 + s2 - 2 * torch.sqrt(s1 * s2)).sum())
 
 
-M1, S1 = torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64)
-M2, S2 = torch.tensor([1.0, 0.5, 0.0, -1.0], dtype=torch.float64), torch.tensor([1.5, 1.0, 0.5, 3.0], dtype=torch.float64)
+M1, S1 = (
+    torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float64),
+    torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64),
+)
+M2, S2 = (
+    torch.tensor([1.0, 0.5, 0.0, -1.0], dtype=torch.float64),
+    torch.tensor([1.5, 1.0, 0.5, 3.0], dtype=torch.float64),
+)
 
 
 def test_frechet_distance_of_diagonal_gaussians_is_exact() -> None:
@@ -337,7 +347,9 @@ def test_frechet_distance_matches_scipy_sqrtm_on_full_covariances() -> None:
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
     root = scipy.linalg.sqrtm(sigma1 @ sigma2).real
     expected = np.sum((mu1 - mu2) ** 2) + np.trace(sigma1 + sigma2 - 2 * root)
-    got = fid.frechet_distance(torch.from_numpy(mu1), torch.from_numpy(sigma1), torch.from_numpy(mu2), torch.from_numpy(sigma2))
+    got = fid.frechet_distance(
+        torch.from_numpy(mu1), torch.from_numpy(sigma1), torch.from_numpy(mu2), torch.from_numpy(sigma2)
+    )
     assert got == pytest.approx(expected, rel=1e-8)
 
 
@@ -432,7 +444,9 @@ def test_vae_checkpoint_round_trip(name: str) -> None:
     x, y = blocks(4)
     z = torch.randn(4, 4)
     with torch.no_grad():
-        for got, expected in zip((*restored.encode(x, y), restored.decode(z, y)), (*model.encode(x, y), model.decode(z, y))):
+        for got, expected in zip(
+            (*restored.encode(x, y), restored.decode(z, y)), (*model.encode(x, y), model.decode(z, y)), strict=True
+        ):
             torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from models import gan, langevin
-from tasks.export import check_parity, script_module
+from rlgen.export.parity import check_parity
+from rlgen.export.torchscript import script_module
 
 
 class QuadraticScore(nn.Module):
@@ -33,7 +34,9 @@ def test_langevin_recovers_the_mean_and_covariance_of_a_gaussian() -> None:
     precision = a + torch.eye(2) / s**2
     cov = torch.linalg.inv(precision)
     mean = cov @ a @ mu
-    x, _ = langevin.langevin_descriptor(QuadraticScore(mu, a), torch.zeros(4000, 2), steps=1500, step_size=0.1, ref_sigma=s)
+    x, _ = langevin.langevin_descriptor(
+        QuadraticScore(mu, a), torch.zeros(4000, 2), steps=1500, step_size=0.1, ref_sigma=s
+    )
     # Tolerance: 4000 independent chains give a standard error of about 0.02 on each mean and about 2% on
     # each covariance entry; the step size 0.1 adds an O(d^2) bias of about 1% (unadjusted Langevin).
     torch.testing.assert_close(x.mean(0), mean, atol=0.05, rtol=0)
@@ -43,7 +46,13 @@ def test_langevin_recovers_the_mean_and_covariance_of_a_gaussian() -> None:
 def test_cooled_langevin_without_noise_climbs_to_the_mode() -> None:
     mu = torch.tensor([0.3, 0.2])
     x, snapshots = langevin.langevin_descriptor(
-        QuadraticScore(mu, torch.eye(2)), torch.zeros(5, 2), steps=400, step_size=0.3, ref_sigma=1e3, noise=0.0, snapshot_at=(0, 200, 400)
+        QuadraticScore(mu, torch.eye(2)),
+        torch.zeros(5, 2),
+        steps=400,
+        step_size=0.3,
+        ref_sigma=1e3,
+        noise=0.0,
+        snapshot_at=(0, 200, 400),
     )
     torch.testing.assert_close(x, mu.expand(5, 2), atol=1e-3, rtol=0)
     assert len(snapshots) == 3 and torch.equal(snapshots[0], torch.zeros(5, 2)) and torch.equal(snapshots[2], x)
@@ -67,7 +76,9 @@ def test_alternating_back_propagation_lowers_reconstruction_error() -> None:
     torch.manual_seed(0)
     centres = torch.rand(32, 2, 1, 1) * 14 + 7  # a tiny set from a 2-D family: blobs at random places
     grid = torch.arange(28.0)
-    images = torch.exp(-((grid.view(1, 28, 1) - centres[:, :1]) ** 2 + (grid.view(1, 1, 28) - centres[:, 1:]) ** 2) / 18)
+    images = torch.exp(
+        -((grid.view(1, 28, 1) - centres[:, :1]) ** 2 + (grid.view(1, 1, 28) - centres[:, 1:]) ** 2) / 18
+    )
     images = images.unsqueeze(1)  # (32, 1, 28, 28) in [0, 1]
     target = gan.from_unit(images)
     generator = gan.Generator(latent_dim=4, channels=8)
@@ -83,7 +94,9 @@ def test_alternating_back_propagation_lowers_reconstruction_error() -> None:
 
 def test_divergence_names_the_step_and_step_size() -> None:
     explosive = QuadraticScore(torch.zeros(2), -torch.eye(2) * 50)  # f grows without bound: chains run away
-    with pytest.raises(langevin.LangevinDivergence, match=r"images diverged at Langevin step \d+/50 with step size 0.5"):
+    with pytest.raises(
+        langevin.LangevinDivergence, match=r"images diverged at Langevin step \d+/50 with step size 0.5"
+    ):
         langevin.langevin_descriptor(explosive, torch.ones(3, 2), steps=50, step_size=0.5, ref_sigma=10.0)
 
 
@@ -95,8 +108,12 @@ def test_a_non_finite_score_is_a_divergence() -> None:
     with pytest.raises(langevin.LangevinDivergence, match="step 1/3"):
         langevin.langevin_descriptor(NaNScore(), torch.zeros(2, 2), steps=3, step_size=0.1, ref_sigma=1.0)
     generator = gan.Generator(latent_dim=2, channels=4)
-    with pytest.raises(langevin.LangevinDivergence, match="latent vectors diverged at Langevin step 1/4 with step size 1e\\+06"):
-        langevin.langevin_posterior(generator, torch.zeros(3, 2), torch.zeros(3, 1, 28, 28), steps=4, step_size=1e6, sigma=0.3)
+    with pytest.raises(
+        langevin.LangevinDivergence, match="latent vectors diverged at Langevin step 1/4 with step size 1e\\+06"
+    ):
+        langevin.langevin_posterior(
+            generator, torch.zeros(3, 2), torch.zeros(3, 1, 28, 28), steps=4, step_size=1e6, sigma=0.3
+        )
 
 
 def test_chain_starts() -> None:

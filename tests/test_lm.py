@@ -13,14 +13,20 @@ import torch
 from typer.testing import CliRunner
 
 from models import lm
+from models.training import Report
 from rlgen.cli import app
-from rlgen.config import ConfigError, LMConfig, validate_config
-from tasks import lm_data
-from tasks.export import check_parity, load_scripted, script_module
-from tasks.image_data import DataError
+from rlgen.config import ConfigError, validate_config
+from rlgen.data import corpora, vocabulary
+from rlgen.errors import DataError
+from rlgen.export.parity import check_parity
+from rlgen.export.torchscript import load_scripted, script_module
+from rlgen.families.lm import LMConfig
+from rlgen.families.lm.trainer import LMTrainer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_shared = pytest.mark.skipif(not (SHARED / "wikitext-2" / "valid.txt").is_file(), reason=f"the offline corpora are not in {SHARED}")
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "wikitext-2" / "valid.txt").is_file(), reason=f"the offline corpora are not in {SHARED}"
+)
 
 
 def graph_size(tensor: torch.Tensor) -> int:
@@ -72,30 +78,55 @@ def test_a_uniform_model_has_perplexity_equal_to_the_vocabulary_size() -> None:
     assert math.exp(loss) == pytest.approx(37, rel=1e-6)
 
 
+def train(trainer: LMTrainer) -> tuple[list[float], list[Report]]:
+    """Run a trainer to its end without the driver: its step losses and its reports."""
+    losses, reports = [], []
+    while not trainer.done():
+        losses.append(float(trainer.step()["train/loss"]))
+        reports += trainer.reports()
+    trainer.finish()
+    return losses, reports
+
+
 def test_a_small_model_memorizes_a_tiny_corpus() -> None:
     torch.manual_seed(0)
-    vocab = lm_data.Vocabulary.build([list("the quick brown fox jumps over the lazy dog\n")], "char")
+    vocab = vocabulary.Vocabulary.build([list("the quick brown fox jumps over the lazy dog\n")], "char")
     ids = torch.tensor(vocab.encode(list("the quick brown fox jumps over the lazy dog\n" * 4)))
     model = lm.RNNModel(len(vocab), 16, 64, 1, dropout=0.0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    logged: list[dict] = []
-    result = lm.fit(model, optimizer, lm.batchify(ids, 1), ids, bptt=44, epochs=100, max_steps=None, clip=1.0, anneal=0.5,
-                    patience=5, eval_every=None, eval_batch_size=1, on_metrics=lambda s, m: logged.append(m), log_every=20)
-    assert result.best_val_loss < 0.05, result
-    model.load_state_dict(result.best_state)
-    assert lm.evaluate(model, lm.batchify(ids, 1), 44) == pytest.approx(result.best_val_loss, rel=1e-5)
-    losses = [m["train/loss"] for m in logged if "train/loss" in m]
-    assert losses[-1] < 0.1 * losses[0] and all("perf/tokens_per_sec" in m for m in logged if "train/loss" in m)
+    cfg = LMConfig(
+        lr=1e-2, bptt=44, epochs=100, clip=1.0, anneal=0.5, patience=5, eval_batch_size=1, log_every=20, sample_tokens=5
+    )
+    trainer = LMTrainer(cfg, model, lm.batchify(ids, 1), ids, vocab, "the", torch.device("cpu"))
+    losses, reports = train(trainer)
+    assert trainer.best < 0.05, trainer.best
+    assert lm.evaluate(model, lm.batchify(ids, 1), 44) == pytest.approx(
+        trainer.best, rel=1e-5
+    )  # finish() kept the best
+    assert losses[-1] < 0.1 * losses[0]
+    assert any("perf/tokens_per_sec" in r.metrics for r in reports) and any(r.texts for r in reports)
 
 
 def test_annealing_and_early_stopping() -> None:
     torch.manual_seed(0)
     model = lm.RNNModel(10, 4, 4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-9)  # too small to improve: every validation after the first is "worse"
+    vocab = vocabulary.Vocabulary(list("0123456789"), "char")
     data = torch.randint(0, 10, (400,))
-    result = lm.fit(model, optimizer, lm.batchify(data, 2), data, bptt=10, epochs=50, max_steps=None, clip=0.0, anneal=0.5,
-                    patience=2, eval_every=5, eval_batch_size=2, on_metrics=lambda s, m: None)
-    assert result.stopped_early and result.steps <= 15 and result.lr <= 0.25e-9 * 1.0001
+    # too small a learning rate to improve: every validation after the first is "worse"
+    cfg = LMConfig(
+        optimizer="sgd",
+        lr=1e-9,
+        bptt=10,
+        epochs=50,
+        clip=0.0,
+        anneal=0.5,
+        patience=2,
+        eval_every=5,
+        eval_batch_size=2,
+        sample_tokens=1,
+    )
+    trainer = LMTrainer(cfg, model, lm.batchify(data, 2), data, vocab, "0", torch.device("cpu"))
+    train(trainer)
+    assert trainer.stopped and trainer.steps <= 15 and trainer.optimizer.param_groups[0]["lr"] <= 0.25e-9 * 1.0001
 
 
 def test_adaptive_softmax_loss_matches_its_log_probabilities() -> None:
@@ -111,38 +142,40 @@ def test_adaptive_softmax_loss_matches_its_log_probabilities() -> None:
 
 def test_vocabulary_round_trip_and_unknown_tokens(tmp_path: Path) -> None:
     text = "the cat sat\non the mat\n"
-    words = lm_data.Vocabulary.build([lm_data.tokenize(text, "word")], "word")
+    words = vocabulary.Vocabulary.build([vocabulary.tokenize(text, "word")], "word")
     assert words.tokens[:2] == ["<eos>", "the"] and "<unk>" in words.tokens  # by frequency; <unk> always present
-    ids = words.encode(lm_data.tokenize(text, "word"))
+    ids = words.encode(vocabulary.tokenize(text, "word"))
     assert words.decode(ids) == text
     assert words.decode(words.encode(["the", "dog"])) == "the <unk>"
     assert words.decode(words.encode_prompt("on the\nmat")) == "on the\nmat"  # <eos> between lines, none after
-    again = lm_data.Vocabulary.from_json(words.to_json())
+    again = vocabulary.Vocabulary.from_json(words.to_json())
     assert again.tokens == words.tokens and again.level == "word"
 
-    chars = lm_data.Vocabulary.build([list("abca\n")], "char")
+    chars = vocabulary.Vocabulary.build([list("abca\n")], "char")
     assert chars.tokens == ["a", "\n", "b", "c"] and chars.decode(chars.encode(list("cab\n"))) == "cab\n"
     with pytest.raises(ValueError, match=r"characters 'z' are not in the vocabulary of 4 characters"):
         chars.encode_prompt("az")
     with pytest.raises(ValueError, match="not an rlgen vocabulary"):
-        lm_data.Vocabulary.from_json({"tokens": ["a"]})
+        vocabulary.Vocabulary.from_json({"tokens": ["a"]})
 
 
 def test_generation_is_deterministic_for_a_seed() -> None:
     torch.manual_seed(0)
-    vocab = lm_data.Vocabulary.build([list("abcdefghij \n")], "char")
+    vocab = vocabulary.Vocabulary.build([list("abcdefghij \n")], "char")
     model = lm.RNNModel(len(vocab), 8, 16, 1)
-    first = lm_data.generate(model, vocab, "abc", 100, 1.0, seed=3)
-    assert first == lm_data.generate(model, vocab, "abc", 100, 1.0, seed=3)
-    assert first != lm_data.generate(model, vocab, "abc", 100, 1.0, seed=4)
+    first = vocabulary.generate(model, vocab, "abc", 100, 1.0, seed=3)
+    assert first == vocabulary.generate(model, vocab, "abc", 100, 1.0, seed=3)
+    assert first != vocabulary.generate(model, vocab, "abc", 100, 1.0, seed=4)
     assert first.startswith("abc") and len(first) == 103
-    greedy = lm_data.generate(model, vocab, "abc", 30, 0.0, seed=1)
-    assert greedy == lm_data.generate(model, vocab, "abc", 30, 1.0, seed=2, top_k=1)
+    greedy = vocabulary.generate(model, vocab, "abc", 30, 0.0, seed=1)
+    assert greedy == vocabulary.generate(model, vocab, "abc", 30, 1.0, seed=2, top_k=1)
     assert model.training  # generate restores the mode it found
 
 
 @pytest.mark.parametrize(("cell", "cutoffs", "tied"), [("lstm", (), True), ("gru", (8, 20), False), ("rnn", (), False)])
-def test_torchscript_export_matches_eager_including_the_state(tmp_path: Path, cell: str, cutoffs: tuple, tied: bool) -> None:
+def test_torchscript_export_matches_eager_including_the_state(
+    tmp_path: Path, cell: str, cutoffs: tuple, tied: bool
+) -> None:
     torch.manual_seed(0)
     export = lm.LMExport(lm.RNNModel(40, 12, 12, 2, cell, 0.3, tie_weights=tied, cutoffs=cutoffs)).eval()
     warm, tokens = torch.randint(0, 40, (3, 5)), torch.randint(0, 40, (3, 7))
@@ -170,49 +203,58 @@ def test_torchscript_export_matches_eager_including_the_state(tmp_path: Path, ce
 def test_single_file_split_rule_and_content_hashed_cache(tmp_path: Path) -> None:
     text = "".join(f"line {i}\n" for i in range(100))
     (tmp_path / "tiny.txt").write_text(text)
-    first = lm_data.prepare_corpus("char", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path)
+    first = corpora.prepare_corpus("char", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path)
     assert first.provenance["split"]["rule"] == "single_file" and not first.reused
     assert first.sizes["train"] == int(len(text) * 0.9) and first.sizes["valid"] == len(text) - int(len(text) * 0.9)
-    data = lm_data.load_corpus(first.path)
-    vocab = lm_data.load_vocabulary(first.vocab_path)
-    assert vocab.decode(torch.cat([data["train"], data["valid"]]).tolist()) == text and torch.equal(data["valid"], data["test"])
-    again = lm_data.prepare_corpus("char", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path)
+    data = corpora.load_corpus(first.path)
+    vocab = corpora.load_vocabulary(first.vocab_path)
+    assert vocab.decode(torch.cat([data["train"], data["valid"]]).tolist()) == text and torch.equal(
+        data["valid"], data["test"]
+    )
+    again = corpora.prepare_corpus("char", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path)
     assert again.reused and again.path == first.path and again.vocab_path == first.vocab_path
-    words = lm_data.prepare_corpus("word", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path, val_fraction=0.2)
-    assert words.sizes["train"] == 80 * 3 and words.path != first.path  # whole lines: 80 of 100 (two words and <eos> each)
+    words = corpora.prepare_corpus(
+        "word", "custom", tmp_path / "tiny.txt", tmp_path / "cache", tmp_path, val_fraction=0.2
+    )
+    assert (
+        words.sizes["train"] == 80 * 3 and words.path != first.path
+    )  # whole lines: 80 of 100 (two words and <eos> each)
 
 
 def test_a_folder_without_train_trains_on_valid_and_splits_test(tmp_path: Path) -> None:
     (tmp_path / "valid.txt").write_text("a b c\n" * 10)
     (tmp_path / "test.txt").write_text("d e\n" * 6)
-    prepared = lm_data.prepare_corpus("word", "custom", tmp_path, tmp_path / "cache", tmp_path)
+    prepared = corpora.prepare_corpus("word", "custom", tmp_path, tmp_path / "cache", tmp_path)
     assert prepared.provenance["split"]["rule"] == "valid_test_only"
     assert prepared.sizes == {"train": 40, "valid": 9, "test": 9}
 
 
 def test_missing_and_corrupt_files_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="corpus_path .*nowhere does not exist"):
-        lm_data.prepare_corpus("char", "custom", tmp_path / "nowhere", tmp_path / "cache", tmp_path)
+        corpora.prepare_corpus("char", "custom", tmp_path / "nowhere", tmp_path / "cache", tmp_path)
     (tmp_path / "input.txt").write_text("To be, or not to be\n")
     with pytest.raises(DataError, match=r"input.txt has SHA-256 .*, expected 86c4e6aa.* corpus=custom"):
-        lm_data.prepare_corpus("char", "tinyshakespeare", tmp_path / "input.txt", tmp_path / "cache", tmp_path)
+        corpora.prepare_corpus("char", "tinyshakespeare", tmp_path / "input.txt", tmp_path / "cache", tmp_path)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "test.txt").write_text("x\n")
     with pytest.raises(DataError, match="holds no usable split.*found test.txt"):
-        lm_data.prepare_corpus("word", "custom", tmp_path / "empty", tmp_path / "cache", tmp_path)
+        corpora.prepare_corpus("word", "custom", tmp_path / "empty", tmp_path / "cache", tmp_path)
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(DataError, match="latin1.txt is not UTF-8 text"):
-        lm_data.prepare_corpus("char", "custom", tmp_path / "latin1.txt", tmp_path / "cache", tmp_path)
+        corpora.prepare_corpus("char", "custom", tmp_path / "latin1.txt", tmp_path / "cache", tmp_path)
 
 
 @needs_shared
 def test_downloads_are_verified_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     source = (SHARED / "tinyshakespeare" / "input.txt").as_uri()  # a file:// URL stands in for the network
-    folder = lm_data.download("tinyshakespeare", tmp_path / "data", url=source)
-    assert hashlib.sha256((folder / "input.txt").read_bytes()).hexdigest() == lm_data.CORPORA["tinyshakespeare"].sha256["input.txt"]
+    folder = corpora.download("tinyshakespeare", tmp_path / "data", url=source)
+    assert (
+        hashlib.sha256((folder / "input.txt").read_bytes()).hexdigest()
+        == corpora.CORPORA["tinyshakespeare"].sha256["input.txt"]
+    )
     (tmp_path / "bad.txt").write_text("not Shakespeare\n")
     with pytest.raises(DataError, match="downloaded Tiny Shakespeare input.txt has SHA-256 .* nothing was written"):
-        lm_data.download("tinyshakespeare", tmp_path / "other", url=(tmp_path / "bad.txt").as_uri())
+        corpora.download("tinyshakespeare", tmp_path / "other", url=(tmp_path / "bad.txt").as_uri())
     assert not (tmp_path / "other").exists()
 
     archive = tmp_path / "wikitext-2-v1.zip"
@@ -220,13 +262,15 @@ def test_downloads_are_verified_before_anything_is_written(tmp_path: Path, monke
         z.writestr("wikitext-2/wiki.train.tokens", " = A = \n a b \n")
         z.write(SHARED / "wikitext-2" / "valid.txt", "wikitext-2/wiki.valid.tokens")
         z.write(SHARED / "wikitext-2" / "test.txt", "wikitext-2/wiki.test.tokens")
-    folder = lm_data.download("wikitext-2", tmp_path / "data", url=archive.as_uri())
+    folder = corpora.download("wikitext-2", tmp_path / "data", url=archive.as_uri())
     assert sorted(p.name for p in folder.iterdir()) == ["test.txt", "train.txt", "valid.txt"]
-    prepared = lm_data.prepare_corpus("word", "wikitext-2", None, tmp_path / "cache", tmp_path / "data")
+    prepared = corpora.prepare_corpus("word", "wikitext-2", None, tmp_path / "cache", tmp_path / "data")
     files = prepared.provenance["files"]
-    assert files["valid"]["verified"] and files["test"]["verified"] and files["train"]["verified"] is None  # no published hash
+    assert (
+        files["valid"]["verified"] and files["test"]["verified"] and files["train"]["verified"] is None
+    )  # no published hash
     with pytest.raises(DataError, match=r"Downloading WikiText-2 from file:.*missing.zip failed.*corpus_path"):
-        lm_data.download("wikitext-2", tmp_path / "none", url=(tmp_path / "missing.zip").as_uri())
+        corpora.download("wikitext-2", tmp_path / "none", url=(tmp_path / "missing.zip").as_uri())
 
 
 # --------------------------------------------------------------------------- config
@@ -236,8 +280,14 @@ def test_downloads_are_verified_before_anything_is_written(tmp_path: Path, monke
     ("values", "message"),
     [
         ({"colour": "blue"}, r"unknown key 'colour' \(known keys: .*bptt"),
-        ({"tie_weights": True, "hidden": 128}, r"tie_weights needs embedding == hidden, got embedding=64 and hidden=128; set both"),
-        ({"level": "word", "corpus": "tinyshakespeare"}, r"corpus=tinyshakespeare is a char-level corpus but level=word"),
+        (
+            {"tie_weights": True, "hidden": 128},
+            r"tie_weights needs embedding == hidden, got embedding=64 and hidden=128; set both",
+        ),
+        (
+            {"level": "word", "corpus": "tinyshakespeare"},
+            r"corpus=tinyshakespeare is a char-level corpus but level=word",
+        ),
         ({"corpus": "custom"}, r"corpus=custom needs corpus_path"),
         ({"level": "word", "adaptive_softmax": True, "cutoffs": "9000,2000"}, r"cutoffs must be increasing"),
         ({"cell": "transformer"}, r"cell: Input should be 'lstm', 'gru' or 'rnn'"),
@@ -250,7 +300,14 @@ def test_invalid_configs_are_refused(values: dict, message: str) -> None:
 
 def test_word_level_starts_from_the_classic_example() -> None:
     cfg = validate_config(LMConfig, {"level": "word", "hidden": "300", "embedding": "300", "tie_weights": "true"})
-    assert (cfg.corpus, cfg.layers, cfg.bptt, cfg.batch_size, cfg.optimizer, cfg.lr) == ("wikitext-2", 2, 35, 20, "sgd", 20.0)
+    assert (cfg.corpus, cfg.layers, cfg.bptt, cfg.batch_size, cfg.optimizer, cfg.lr) == (
+        "wikitext-2",
+        2,
+        35,
+        20,
+        "sgd",
+        20.0,
+    )
     assert cfg.hidden == 300 and cfg.registered_name == "lm-word-wikitext-2"
     assert LMConfig(cell="gru").registered_name == "lm-char-tinyshakespeare-gru"
     assert LMConfig(corpus="custom", corpus_path="/x/My Poems.txt").registered_name == "lm-char-my-poems"

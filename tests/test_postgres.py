@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import httpx
 import pg
-from servers import free_port, wait_healthy
 import pytest
 from mlflow.tracking import MlflowClient
+from servers import free_port, wait_healthy
 from test_flow_pipeline import SHARED, TINY
 
 BIN = Path(sys.executable).parent
@@ -54,16 +54,30 @@ def servers(postgres: pg.Postgres, tmp_path_factory: pytest.TempPathFactory) -> 
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     commands = {
-        "mlflow": [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
-                   "--backend-store-uri", postgres.url("mlflow"),
-                   "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts"],
+        "mlflow": [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            postgres.url("mlflow"),
+            "--artifacts-destination",
+            str(home / "artifacts"),
+            "--serve-artifacts",
+        ],
         "prefect": [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
     }
     processes = {}
     try:
         for name, command in commands.items():
             log = (home / f"{name}.log").open("w")
-            processes[name] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            processes[name] = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_healthy(f"http://127.0.0.1:{mlflow_port}/health", processes["mlflow"], home / "mlflow.log")
         wait_healthy(f"http://127.0.0.1:{prefect_port}/api/health", processes["prefect"], home / "prefect.log")
         yield Servers(f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}/api")
@@ -88,24 +102,38 @@ def stop(processes: Iterable[subprocess.Popen]) -> None:
 
 def run_pipelines_at_once(env: dict[str, str], logs: Path, models: list[str]) -> None:
     """Start one `rlgen run pipeline` of `models` per seed, all at once, and wait until each has exited 0."""
-    args = ["run", "pipeline", "--set", f"models={','.join(models)}", "--set", f"data_root={SHARED}", "--set", f"overrides={json.dumps(OVERRIDES)}"]
+    args = [
+        "run",
+        "pipeline",
+        "--set",
+        f"models={','.join(models)}",
+        "--set",
+        f"data_root={SHARED}",
+        "--set",
+        f"overrides={json.dumps(OVERRIDES)}",
+    ]
     env = {**env, "COLUMNS": "200"}
     running = {}
     try:
         for seed in SEEDS:
             out = (logs / f"pipeline-s{seed}.log").open("w")
             command = [str(BIN / "rlgen"), *args, "--set", f"seed={seed}"]
-            running[seed] = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            running[seed] = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 500
         for seed, process in running.items():
             code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-            assert code == 0, f"pipeline seed={seed} exited {code}:\n{(logs / f'pipeline-s{seed}.log').read_text()[-6000:]}"
+            assert code == 0, (
+                f"pipeline seed={seed} exited {code}:\n{(logs / f'pipeline-s{seed}.log').read_text()[-6000:]}"
+            )
     finally:
         stop(p for p in running.values() if p.poll() is None)  # after a failure or a timeout
 
 
 def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
-    """Both pipelines' runs, metric histories, artifacts and registry entries are whole; returns seed -> Prefect flow-run id."""
+    """Both pipelines' runs, metric histories, artifacts and registry entries are whole; returns seed -> Prefect
+    flow-run id."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=1000)
     by_id = {r.info.run_id: r for r in runs}
@@ -116,20 +144,29 @@ def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
     pipelines = {int(r.data.params["seed"]): r for r in runs if r.data.tags.get("rlgen.family") == "pipeline"}
     assert sorted(pipelines) == list(SEEDS)
 
-    trained: dict[str, set[str]] = {REGISTERED[model]: set() for model in models}  # registered name -> its training runs
+    trained: dict[str, set[str]] = {
+        REGISTERED[model]: set() for model in models
+    }  # registered name -> its training runs
     for seed, pipeline in pipelines.items():
-        flows = {r.data.tags["rlgen.family"]: r for r in children[pipeline.info.run_id] if r.data.tags.get("rlgen.role") == "flow"}
+        flows = {
+            r.data.tags["rlgen.family"]: r
+            for r in children[pipeline.info.run_id]
+            if r.data.tags.get("rlgen.role") == "flow"
+        }
         assert sorted(flows) == sorted(models), f"seed {seed}: flow runs {sorted(flows)}"
         for model, flow_run in flows.items():
             assert flow_run.data.tags["prefect.flow_run_id"] and flow_run.data.params["seed"] == str(seed)
             (train,) = [r for r in children[flow_run.info.run_id] if r.data.tags.get("rlgen.role") == "train"]
             trained[REGISTERED[model]].add(train.info.run_id)
+
             def history(key: str, run_id: str = train.info.run_id) -> list[int]:  # the steps of a metric's rows
                 return sorted(m.step for m in client.get_metric_history(run_id, key))
 
             if model == "dqn":  # a loss row every log_every steps once training starts, one return per episode
                 cfg = OVERRIDES["dqn"]
-                assert history("train/loss") == list(range(cfg["learning_starts"], cfg["total_steps"] + 1, cfg["log_every"]))
+                assert history("train/loss") == list(
+                    range(cfg["learning_starts"], cfg["total_steps"] + 1, cfg["log_every"])
+                )
                 assert len(history("rl/episodic_return")) == train.data.metrics["train/episodes"] > 0
                 assert "eval/mean_return" in flow_run.data.metrics
             else:  # max_steps is below log_every: the last step's row only, and one validation row
@@ -144,7 +181,9 @@ def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
         for version in versions:  # the exported model files are there, under the version's source folder
             folder = version.source.removeprefix(by_id[version.run_id].info.artifact_uri.rstrip("/") + "/")
             files = client.list_artifacts(version.run_id, folder)
-            assert files and all(f.file_size > 0 for f in files), f"{name}/{version.version}: nothing at {version.source}"
+            assert files and all(f.file_size > 0 for f in files), (
+                f"{name}/{version.version}: nothing at {version.source}"
+            )
         check_aliases(name, versions)
     return {seed: r.data.tags["prefect.flow_run_id"] for seed, r in pipelines.items()}
 
@@ -157,15 +196,24 @@ def check_aliases(name: str, versions: list) -> None:
     other = next(v for v in versions if v is not champion)
     assert champion.tags["rlgen.decision"] == "champion"
     if other.tags["rlgen.decision"] == "challenger":  # promoted second, lost to the champion
-        assert holders.get("challenger") == str(other.version) and other.tags["rlgen.champion_version"] == str(champion.version)
+        assert holders.get("challenger") == str(other.version) and other.tags["rlgen.champion_version"] == str(
+            champion.version
+        )
     else:  # promoted first, then beaten by the champion, which compared itself with it
         assert other.tags["rlgen.decision"] == "champion" and "challenger" not in holders
-        assert champion.tags["rlgen.champion_version"] == str(other.version), f"{name}: two first champions, a promotion race"
+        assert champion.tags["rlgen.champion_version"] == str(other.version), (
+            f"{name}: two first champions, a promotion race"
+        )
 
 
 def test_two_pipelines_at_once_through_mlflow_and_prefect_servers_on_postgres(servers: Servers, tmp_path: Path) -> None:
     models = ["dqn", "vae"]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": servers.mlflow, "PREFECT_API_URL": servers.prefect, "RLGEN_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": servers.mlflow,
+        "PREFECT_API_URL": servers.prefect,
+        "RLGEN_HOME": str(tmp_path),
+    }
     run_pipelines_at_once(env, tmp_path, models)
 
     flow_run_ids = check_store(MlflowClient(tracking_uri=servers.mlflow, registry_uri=servers.mlflow), models)
@@ -174,7 +222,9 @@ def test_two_pipelines_at_once_through_mlflow_and_prefect_servers_on_postgres(se
     response.raise_for_status()
     states = {run["id"]: run["state_type"] for run in response.json()}
     assert set(flow_run_ids.values()) <= set(states)  # the pipelines' MLflow runs name their Prefect flow runs
-    assert len(states) == len(SEEDS) * (1 + len(models)) and set(states.values()) == {"COMPLETED"}, states  # with the subflows
+    assert len(states) == len(SEEDS) * (1 + len(models)) and set(states.values()) == {"COMPLETED"}, (
+        states
+    )  # with the subflows
 
 
 def test_two_pipelines_at_once_on_one_embedded_store(prefect_server: str, store: Path, tmp_path: Path) -> None:
@@ -185,9 +235,13 @@ def test_two_pipelines_at_once_on_one_embedded_store(prefect_server: str, store:
     check_store(MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}"), ["dqn"])
 
 
-def test_missing_postgres_binaries_are_an_error_that_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_postgres_binaries_are_an_error_that_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(pg, "BIN_DIRS", [str(tmp_path / "nothing")])
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("RLGEN_TEST_PG_BIN", raising=False)
-    with pytest.raises(FileNotFoundError, match=r"initdb, pg_ctl, postgres\) not found; looked in .*apt-get install postgresql-15"):
+    with pytest.raises(
+        FileNotFoundError, match=r"initdb, pg_ctl, postgres\) not found; looked in .*apt-get install postgresql-15"
+    ):
         pg.find_bin()

@@ -21,15 +21,26 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import models.gan
 from models.common import NonFiniteLoss
+from rlgen import steps, tracking
+from rlgen.checkpoints.io import load_checkpoint, run_checkpoint_path
 from rlgen.cli import app
-from rlgen.config import DQNConfig, GANConfig
-from tasks import dqn, gan, images, tracking
-from tasks.checkpoint import Checkpointer, load_checkpoint, run_checkpoint_path
-from tasks.envs import describe_env
+from rlgen.families.dqn import DQNConfig
+from rlgen.families.gan import GANConfig
+from rlgen.steps import train_model
+from rlgen.training.driver import _Checkpoint
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "raw"
-GAN = dict(variant="dcgan", data_dir=str(MNIST), batch_size=64, epochs=2, max_steps=150, checkpoint_every=20, grid_size=16)
+GAN = {
+    "variant": "dcgan",
+    "data_dir": str(MNIST),
+    "batch_size": 64,
+    "epochs": 2,
+    "max_steps": 150,
+    "checkpoint_every": 20,
+    "grid_size": 16,
+}
 
 pytestmark = pytest.mark.skipif(not MNIST.is_dir(), reason=f"the offline MNIST copy is not at {MNIST}")
 
@@ -44,14 +55,16 @@ def one_thread(monkeypatch: pytest.MonkeyPatch):
     yield
     torch.set_num_threads(threads)
 
+
 TRAIN_IN_SUBPROCESS = """
 import sys
-from rlgen.config import GANConfig
-from tasks import gan, images, tracking
+from rlgen import steps, tracking
+from rlgen.families.gan import GANConfig
+from rlgen.steps import train_model
 cfg = GANConfig.model_validate_json(sys.argv[1])
 with tracking.run("rlgen", "killed") as run_id:
     open(sys.argv[2], "w").write(run_id)
-    gan.train(cfg, images.prepare_data(cfg), run_id)
+    train_model(cfg, steps.prepare(cfg), run_id)
 """
 
 
@@ -60,18 +73,28 @@ def history(run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 def final_weights(run_id: str, tmp: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint(tracking.download(run_id, "checkpoints/gan.pt", tmp))["model"]
+    return load_checkpoint(tracking.download(run_id, "checkpoints/gan.pt", tmp))["modules"]["generator"]
 
 
-def test_training_killed_with_sigkill_resumes_bitwise_equal_to_an_uninterrupted_run(store: Path, tmp_path: Path) -> None:
+def test_training_killed_with_sigkill_resumes_bitwise_equal_to_an_uninterrupted_run(
+    store: Path, tmp_path: Path
+) -> None:
     cfg = GANConfig(**GAN)
     env = {**os.environ, "RLGEN_HOME": str(store.parent)}
     id_file = tmp_path / "run_id"
-    process = subprocess.Popen([sys.executable, "-c", TRAIN_IN_SUBPROCESS, cfg.model_dump_json(), str(id_file)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", TRAIN_IN_SUBPROCESS, cfg.model_dump_json(), str(id_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
-        while not (id_file.is_file() and (path := run_checkpoint_path(id_file.read_text())).is_file() and load_checkpoint(path)["step"] >= 60):
+        while not (
+            id_file.is_file()
+            and (path := run_checkpoint_path(id_file.read_text())).is_file()
+            and load_checkpoint(path)["step"] >= 60
+        ):
             assert process.poll() is None, "training ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -84,47 +107,53 @@ def test_training_killed_with_sigkill_resumes_bitwise_equal_to_an_uninterrupted_
     assert 60 <= killed_at < cfg.max_steps
     assert tracking.get_run(run_id).info.status == "RUNNING"  # kill -9 leaves no chance to close it
 
-    prepared = images.prepare_data(cfg)
-    resumed = gan.train(cfg, prepared, run_id)  # what a Prefect retry or --resume does: the same run id
+    prepared = steps.prepare(cfg)
+    resumed = train_model(cfg, prepared, run_id)  # what a Prefect retry or --resume does: the same run id
     with tracking.run("rlgen", "uninterrupted") as reference_id:
-        reference = gan.train(cfg, prepared, reference_id)
+        reference = train_model(cfg, prepared, reference_id)
 
     assert resumed.steps == reference.steps == cfg.max_steps
     for key in ("train/d_loss", "train/g_loss"):
-        steps = [s for s, _ in history(run_id, key)]
-        assert steps == sorted(set(steps)) == list(range(50, cfg.max_steps + 1, 50))  # no gap, no duplicate
+        logged = [s for s, _ in history(run_id, key)]
+        assert logged == sorted(set(logged)) == list(range(50, cfg.max_steps + 1, 50))  # no gap, no duplicate
         assert history(run_id, key) == history(reference_id, key)  # bitwise: the same floats
     ours, theirs = final_weights(run_id, tmp_path / "a"), final_weights(reference_id, tmp_path / "b")
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
-def test_a_prefect_retry_continues_from_the_checkpoint(prefect_server: str, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.gan import gan_flow
+def test_a_prefect_retry_continues_from_the_checkpoint(
+    prefect_server: str, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.models import flow_for
 
-    original, crashed = Checkpointer.after_step, []
+    original, crashed = _Checkpoint.save, []
 
-    def crash_once_after_step_60(self: Checkpointer, step: int, position, extra=None) -> None:
-        original(self, step, position, extra)
-        if step == 60 and not crashed:
+    def crash_once_after_step_60(self: _Checkpoint, *args) -> None:
+        original(self, *args)
+        if self.trainer.steps == 60 and not crashed:
             crashed.append(self.last_step)
             raise OSError("simulated crash of the training process")
 
-    monkeypatch.setattr(Checkpointer, "after_step", crash_once_after_step_60)
-    result = gan_flow(GANConfig(**GAN, retries=1, fid_samples=200, lenet_epochs=1))
+    monkeypatch.setattr(_Checkpoint, "save", crash_once_after_step_60)
+    result = flow_for("gan")(GANConfig(**GAN, retries=1, fid_samples=200, lenet_epochs=1))
     assert crashed == [60]  # crashed right after the checkpoint at step 60
-    run = tracking.get_run(result["run_id"])
+    run = tracking.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["train/steps"] == GAN["max_steps"]
-    steps = [s for s, _ in history(result["run_id"], "train/d_loss")]
-    assert steps == [50, 100, 150]  # the retry went on from step 60: 50 was not logged twice
-    assert not run_checkpoint_path(result["run_id"]).parent.exists()  # removed once the run finished
+    logged = [s for s, _ in history(result.run_id, "train/d_loss")]
+    assert logged == [50, 100, 150]  # the retry went on from step 60: 50 was not logged twice
+    assert not run_checkpoint_path(result.run_id).parent.exists()  # removed once the run finished
 
 
-def test_sigterm_checkpoints_marks_killed_and_resume_finishes_the_run(rlgen_cli, prefect_server: str, store: Path) -> None:
+def test_sigterm_checkpoints_marks_killed_and_resume_finishes_the_run(
+    rlgen_cli, prefect_server: str, store: Path
+) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "RLGEN_HOME": str(store.parent)}
     settings = {**GAN, "max_steps": 200, "epochs": 4, "checkpoint_every": 0, "fid_samples": 200, "lenet_epochs": 1}
     args = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
     rlgen = Path(sys.executable).with_name("rlgen")
-    process = subprocess.Popen([str(rlgen), "run", "gan", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(rlgen), "run", "gan", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 240
         while not _train_run_logged(store):
@@ -162,7 +191,10 @@ def test_resume_refuses_what_it_cannot_continue(store: Path) -> None:
     assert "it is a gan run, not a dqn run" in refused("dqn", "--resume", finished_id)
     assert "there is no MLflow run 'nope'" in refused("gan", "--resume", "nope")
     assert "cannot be combined with --set" in refused("gan", "--resume", finished_id, "--set", "seed=2")
-    with pytest.raises(OSError), tracking.run("rlgen", "crashed", tags={"rlgen.family": "gan", "rlgen.role": "train"}) as crashed_id:
+    with (
+        pytest.raises(OSError),
+        tracking.run("rlgen", "crashed", tags={"rlgen.family": "gan", "rlgen.role": "train"}) as crashed_id,
+    ):
         raise OSError("crashed before its first checkpoint")
     assert "has no checkpoint at" in refused("gan", "--resume", crashed_id)
     run_checkpoint_path(crashed_id).parent.mkdir(parents=True)
@@ -171,25 +203,40 @@ def test_resume_refuses_what_it_cannot_continue(store: Path) -> None:
 
 
 def test_dqn_resumes_with_its_counters_replay_memory_and_history(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = DQNConfig(total_steps=1200, learning_starts=200, train_every=50, gradient_steps=5, hidden=32, eval_every=400, val_episodes=2,
-                    eval_episodes=2, log_every=100, target_update_every=100, checkpoint_every=300, checkpoint_replay=True)
-    spec = describe_env(cfg)
-    original = Checkpointer.after_step
+    cfg = DQNConfig(
+        total_steps=1200,
+        learning_starts=200,
+        train_every=50,
+        gradient_steps=5,
+        hidden=32,
+        eval_every=400,
+        val_episodes=2,
+        eval_episodes=2,
+        log_every=100,
+        target_update_every=100,
+        checkpoint_every=300,
+        checkpoint_replay=True,
+    )
+    spec = steps.prepare(cfg)
+    original = _Checkpoint.due
 
-    def crash_at_step_700(self: Checkpointer, step: int, position, extra=None) -> None:
-        original(self, step, position, extra)
-        if step == 700:
+    def crash_at_step_700(self: _Checkpoint) -> bool:
+        if self.trainer.steps == 700:
             raise OSError("simulated crash")
+        return original(self)
 
-    monkeypatch.setattr(Checkpointer, "after_step", crash_at_step_700)
-    with pytest.raises(OSError), tracking.run("rlgen", "dqn", tags={"rlgen.family": "dqn", "rlgen.role": "train"}) as run_id:
-        dqn.train(cfg, spec, run_id)
+    monkeypatch.setattr(_Checkpoint, "due", crash_at_step_700)
+    with (
+        pytest.raises(OSError),
+        tracking.run("rlgen", "dqn", tags={"rlgen.family": "dqn", "rlgen.role": "train"}) as run_id,
+    ):
+        train_model(cfg, spec, run_id)
     saved = load_checkpoint(run_checkpoint_path(run_id))
-    assert saved["step"] == 600 and len(saved["position"]["memory"]["transitions"]["action"]) == 600
+    assert saved["step"] == 600 and len(saved["trainer"]["loop"]["memory"]["transitions"]["action"]) == 600
 
-    monkeypatch.setattr(Checkpointer, "after_step", original)
+    monkeypatch.setattr(_Checkpoint, "due", original)
     with tracking.run("rlgen", "dqn", reopen=run_id):
-        result = dqn.train(cfg, spec, run_id)
+        result = train_model(cfg, spec, run_id)
     assert result.steps == 1200
     assert [s for s, _ in history(run_id, "train/loss")] == list(range(200, 1201, 100))  # no gap, no duplicate
     assert [s for s, _ in history(run_id, "val/mean_return")] == [400, 800, 1200]
@@ -199,24 +246,26 @@ def test_dqn_resumes_with_its_counters_replay_memory_and_history(store: Path, mo
 
 def test_nan_names_the_step_and_checkpoint_or_rolls_back_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = GANConfig(**{**GAN, "max_steps": 60})
-    prepared = images.prepare_data(cfg)
-    original = gan.gan.discriminator_step
+    prepared = steps.prepare(cfg)
+    original = models.gan.discriminator_step
 
     def poisoned_at_step_45(*args, **kwargs):  # call 45 returns a NaN loss, once
         calls.append(1)
         stats = original(*args, **kwargs)
         return stats | {"train/d_loss": torch.tensor(float("nan"))} if len(calls) == 45 else stats
 
-    monkeypatch.setattr(gan.gan, "discriminator_step", poisoned_at_step_45)
+    monkeypatch.setattr(models.gan, "discriminator_step", poisoned_at_step_45)
     calls: list[int] = []
-    with pytest.raises(NonFiniteLoss, match=r"non-finite train/d_loss = nan at step 45.*last good checkpoint is step 40 at .*train\.pt"):
+    with pytest.raises(
+        NonFiniteLoss, match=r"non-finite train/d_loss = nan at step 45.*last good checkpoint is step 40 at .*train\.pt"
+    ):
         with tracking.run("rlgen", "nan") as run_id:
-            gan.train(cfg, prepared, run_id)
+            train_model(cfg, prepared, run_id)
     assert tracking.get_run(run_id).info.status == "FAILED"
 
     calls.clear()
     with tracking.run("rlgen", "rollback") as run_id:
-        result = gan.train(cfg.model_copy(update={"nan_rollback": True}), prepared, run_id)
+        result = train_model(cfg.model_copy(update={"nan_rollback": True}), prepared, run_id)
     assert result.steps == 60 and len(calls) == 45 + 20  # back to step 40, then on to 60
     note = tracking.get_run(run_id).data.tags["rlgen.rollback"]
     assert "step 45" in note and "rolled back to step 40" in note and "0.0001" in note  # lr 2e-4 halved

@@ -23,21 +23,44 @@ from mlflow.tracking import MlflowClient
 from test_flow_pipeline import SHARED, TINY
 
 from rlgen.config import ConfigError, config_from_overrides
-from rlgen.config.pipeline import PipelineConfig
+from rlgen.pipeline.config import PipelineConfig
 
 OVERRIDES = {
     "dqn": TINY["dqn"],
-    "lm-char": {"hidden": 16, "embedding": 16, "layers": 1, "batch_size": 4, "max_steps": 6, "eval_every": 3,
-                "eval_batch_size": 64, "sample_tokens": 20, "log_every": 2, "bptt": 16},
+    "lm-char": {
+        "hidden": 16,
+        "embedding": 16,
+        "layers": 1,
+        "batch_size": 4,
+        "max_steps": 6,
+        "eval_every": 3,
+        "eval_batch_size": 64,
+        "sample_tokens": 20,
+        "log_every": 2,
+        "bptt": 16,
+    },
 }
-ARGS = ["run", "pipeline", "--set", "models=dqn,lm-char", "--set", "concurrency=2", "--set", f"data_root={SHARED}",
-        "--set", f"overrides={json.dumps(OVERRIDES)}"]
+ARGS = [
+    "run",
+    "pipeline",
+    "--set",
+    "models=dqn,lm-char",
+    "--set",
+    "concurrency=2",
+    "--set",
+    f"data_root={SHARED}",
+    "--set",
+    f"overrides={json.dumps(OVERRIDES)}",
+]
 
-needs_corpus = pytest.mark.skipif(not (SHARED / "tinyshakespeare" / "input.txt").is_file(), reason=f"the offline data are not at {SHARED}")
+needs_corpus = pytest.mark.skipif(
+    not (SHARED / "tinyshakespeare" / "input.txt").is_file(), reason=f"the offline data are not at {SHARED}"
+)
 
 
 def branches_ran_on_workers(store: Path) -> dict[str, Run]:
-    """Check that every run FINISHED and each branch ran in its own worker process, at once; return the branches' flow runs."""
+    """Check that every run FINISHED and each branch ran in its own worker process, at once; return the branches' flow
+    runs."""
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs and all(r.info.status == "FINISHED" for r in runs)
@@ -46,10 +69,16 @@ def branches_ran_on_workers(store: Path) -> dict[str, Run]:
     assert sorted(flows) == ["dqn", "lm"]
     for run in flows.values():
         assert run.data.tags["mlflow.parentRunId"] == pipeline.info.run_id and run.data.tags["prefect.task_run_id"]
-        (train,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == run.info.run_id and r.data.tags["rlgen.role"] == "train"]
+        (train,) = [
+            r
+            for r in runs
+            if r.data.tags.get("mlflow.parentRunId") == run.info.run_id and r.data.tags["rlgen.role"] == "train"
+        ]
         assert train.data.tags["rlgen.worker"] == run.data.tags["rlgen.worker"]  # the whole branch ran in one worker
     workers = {run.data.tags["rlgen.worker"] for run in flows.values()}
-    assert len(workers) == 2 and pipeline.data.tags["rlgen.worker"] not in workers  # two worker processes, not the CLI's
+    assert (
+        len(workers) == 2 and pipeline.data.tags["rlgen.worker"] not in workers
+    )  # two worker processes, not the CLI's
     first, second = (run.info for run in flows.values())
     assert first.start_time < second.end_time and second.start_time < first.end_time  # at once
     return flows
@@ -62,7 +91,9 @@ def test_dask_runs_the_branches_on_a_local_multi_process_cluster(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
     env |= {"RLGEN_HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"), "COLUMNS": "200"}
     rlgen = Path(sys.executable).with_name("rlgen")
-    done = subprocess.run([str(rlgen), *ARGS, "--set", "runner=dask"], check=False, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(rlgen), *ARGS, "--set", "runner=dask"], check=False, env=env, capture_output=True, text=True, timeout=600
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "Creating a new Dask cluster with `distributed.deploy.local.LocalCluster`" in output
@@ -78,7 +109,9 @@ def test_ray_runs_the_branches_on_a_local_multi_process_cluster(rlgen_cli, prefe
     for run in flows.values():  # the Prefect server saw each branch's task run and subflow run complete
         flow_run = httpx.get(f"{prefect_server}/flow_runs/{run.data.tags['prefect.flow_run_id']}", timeout=10).json()
         task_run = httpx.get(f"{prefect_server}/task_runs/{run.data.tags['prefect.task_run_id']}", timeout=10).json()
-        assert flow_run["state_type"] == task_run["state_type"] == "COMPLETED" and task_run["name"].startswith("branch-")
+        assert flow_run["state_type"] == task_run["state_type"] == "COMPLETED" and task_run["name"].startswith(
+            "branch-"
+        )
 
 
 def test_runner_keys_are_checked_before_any_work(monkeypatch: pytest.MonkeyPatch, store: Path) -> None:
@@ -91,19 +124,25 @@ def test_runner_keys_are_checked_before_any_work(monkeypatch: pytest.MonkeyPatch
 
     find_spec = importlib.util.find_spec
     with monkeypatch.context() as patch:  # as if the cluster extra were not installed
-        patch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prefect_ray" else find_spec(name, *a))
-        with pytest.raises(ConfigError, match=r"runner=ray needs the prefect_ray package.*pip install -e '\.\[cluster\]'"):
+        patch.setattr(
+            importlib.util, "find_spec", lambda name, *a: None if name == "prefect_ray" else find_spec(name, *a)
+        )
+        with pytest.raises(
+            ConfigError, match=r"runner=ray needs the prefect_ray package.*pip install -e '\.\[cluster\]'"
+        ):
             config_from_overrides(PipelineConfig, ["runner=ray"])
 
     # An existing cluster's workers cannot reach Prefect's embedded server or this machine's SQLite store.
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.cluster import check_runner
+    from rlgen.pipeline.cluster import check_runner
 
     cfg = config_from_overrides(PipelineConfig, ["runner=dask", "runner_address=tcp://h:8786"])
     with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(ConfigError) as err:
         check_runner(cfg)
-    assert "a Prefect server (PREFECT_API_URL)" in str(err.value) and "an MLflow server (MLFLOW_TRACKING_URI)" in str(err.value)
+    assert "a Prefect server (PREFECT_API_URL)" in str(err.value) and "an MLflow server (MLFLOW_TRACKING_URI)" in str(
+        err.value
+    )
     check_runner(config_from_overrides(PipelineConfig, ["runner=dask"]))  # a local cluster: fine
 
 
@@ -119,13 +158,13 @@ class Holders:
             thread.start()
 
     def hold(self, indices: list[int], turn: int) -> None:
-        from tasks.cluster import hold_gpu
+        from rlgen.pipeline.cluster import hold_gpu
 
         try:
             with hold_gpu(indices, turn) as index:
                 self.held.append(index)
                 self.release.wait(timeout=60)
-        except Exception as err:  # noqa: BLE001 (the test reports it)
+        except Exception as err:
             self.errors.append(err)
 
     def wait_for(self, count: int, timeout: float = 60) -> list[int]:
@@ -167,7 +206,7 @@ def test_several_gpus_spread_their_holders(prefect_server: str) -> None:
 def test_gpu_slot_is_a_no_op_off_cuda(prefect_server: str) -> None:
     import torch
 
-    from tasks.cluster import gpu_slot
+    from rlgen.pipeline.cluster import gpu_slot
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: `auto` resolves to it")

@@ -33,13 +33,20 @@ CREDENTIALS = {
         r"(?i)\b[\w.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\b['\"]?\s*[:=]\s*['\"](?P<value>[^'\"\s]{6,})['\"]"
     ),
 }
-PLACEHOLDER = re.compile(r"^(?:\$\{?[A-Z_][A-Z0-9_]*.*|(?:\\?\*)+|\.\.\.|<[^>]*>|\{[^}]*\}|x+|changeme)$", re.IGNORECASE)  # ${VAR}, ***
+PLACEHOLDER = re.compile(
+    r"^(?:\$\{?[A-Z_][A-Z0-9_]*.*|(?:\\?\*)+|\.\.\.|<[^>]*>|\{[^}]*\}|x+|changeme)$", re.IGNORECASE
+)  # ${VAR}, ***
 
 
 def repository_files() -> list[Path]:
     """Tracked files and new files not ignored: what a commit would contain."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [ROOT / name for name in sorted(set(listed.split("\0"))) if name and (ROOT / name).is_file()]
 
 
@@ -57,7 +64,9 @@ def test_the_repository_holds_no_credentials() -> None:
         for kind, pattern in CREDENTIALS.items():
             for match in pattern.finditer(text):
                 value = match.groupdict().get("value")
-                if value is not None and (PLACEHOLDER.match(value) or value in TEST_FAKES or "{" in value or "(" in value):
+                if value is not None and (
+                    PLACEHOLDER.match(value) or value in TEST_FAKES or "{" in value or "(" in value
+                ):
                     continue
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(ROOT)}:{line}: {kind}: {match.group(0)[:60]}")
@@ -66,10 +75,14 @@ def test_the_repository_holds_no_credentials() -> None:
 
 def test_the_scan_would_find_a_credential() -> None:
     fake = "s3cr3t-" + "Pa55"  # assembled here, so that this file does not hold what it scans for
-    leaked = [f'DB_URL = "postgresql://rlgen:{fake}@db:5432/mlflow"', f'api_key = "{fake}"', "AKIA" + "ABCDEFGHIJKLMNOP"]
+    leaked = [
+        f'DB_URL = "postgresql://rlgen:{fake}@db:5432/mlflow"',
+        f'api_key = "{fake}"',
+        "AKIA" + "ABCDEFGHIJKLMNOP",
+    ]
     for text in leaked:
         assert any(p.search(text) for p in CREDENTIALS.values()), text
-    for text in ['postgresql://rlgen:${POSTGRES_PASSWORD:?set it}@postgres:5432/prefect', 'password: "***"']:
+    for text in ["postgresql://rlgen:${POSTGRES_PASSWORD:?set it}@postgres:5432/prefect", 'password: "***"']:
         matches = [m for p in CREDENTIALS.values() for m in p.finditer(text)]
         assert all(PLACEHOLDER.match(m.group("value")) or "{" in m.group("value") for m in matches), text
 
@@ -81,7 +94,10 @@ def test_every_server_rlgen_starts_binds_to_localhost_by_default() -> None:
     assert ui["host"].default == "127.0.0.1"  # `rlgen ui`: MLflow's server
     settings = get_current_settings()
     assert settings.server.api.host == "127.0.0.1"  # Prefect's embedded (ephemeral) server, started by `rlgen run`
-    assert settings.runner.server.host in ("localhost", "127.0.0.1")  # `rlgen serve`: the runner's webserver, if enabled
+    assert settings.runner.server.host in (
+        "localhost",
+        "127.0.0.1",
+    )  # `rlgen serve`: the runner's webserver, if enabled
     for folder in SOURCE_DIRS:  # no code of ours binds every interface
         for path in (ROOT / folder).rglob("*.py"):
             assert "0.0.0.0" not in path.read_text(), f"{path.relative_to(ROOT)} binds 0.0.0.0"
@@ -102,12 +118,18 @@ def test_checkpoints_load_with_weights_only_and_models_only_through_the_loader()
             name = ast.unparse(node.func)
             if name == "torch.load":
                 keywords = {k.arg: k.value for k in node.keywords}
-                if not (isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True):
+                if not (
+                    isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True
+                ):
                     unsafe.append(f"{where}:{node.lineno}: torch.load without weights_only=True")
             elif name in ("pickle.load", "pickle.loads", "dill.load", "joblib.load"):
                 unsafe.append(f"{where}:{node.lineno}: {name}")
-            elif name in ("torch.jit.load", "torch.export.load") and where != "tasks/export.py" and not where.startswith(("benchmarks/", "tests/")):
-                unsafe.append(f"{where}:{node.lineno}: {name} outside tasks/export.py (the one loader of exported models)")
+            elif name in ("torch.jit.load", "torch.export.load") and not where.startswith(
+                ("rlgen/export/", "benchmarks/", "tests/")
+            ):
+                unsafe.append(
+                    f"{where}:{node.lineno}: {name} outside rlgen/export/ (the one loader of exported models)"
+                )
     assert not unsafe, "\n".join(unsafe)
 
 
@@ -134,4 +156,3 @@ def test_models_load_only_from_the_store_or_an_explicit_file(tmp_path: Path) -> 
     finally:
         server.shutdown()
         server.server_close()
-

@@ -18,7 +18,15 @@ from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY_DQN = {"total_steps": 400, "learning_starts": 100, "train_every": 100, "gradient_steps": 2, "eval_episodes": 2, "val_episodes": 2, "eval_every": 0}
+TINY_DQN = {
+    "total_steps": 400,
+    "learning_starts": 100,
+    "train_every": 100,
+    "gradient_steps": 2,
+    "eval_episodes": 2,
+    "val_episodes": 2,
+    "eval_every": 0,
+}
 
 
 def free_port() -> int:
@@ -32,7 +40,14 @@ class Server:
         self.url, self.env, self.store = url, env, store
 
     def prefect(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [str(BIN / "prefect"), "--no-prompt", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert done.returncode == 0, f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
@@ -52,7 +67,9 @@ class Server:
                 return runs
             time.sleep(2)
         deployment = self.api("GET", f"/deployments/{deployment_id}")
-        raise AssertionError(f"no {count} completed flow runs within {timeout:.0f} s: {states}; deployment: {deployment}")
+        raise AssertionError(
+            f"no {count} completed flow runs within {timeout:.0f} s: {states}; deployment: {deployment}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +90,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     logs = (home / "server.log").open("w")
-    processes = [subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=logs, stderr=subprocess.STDOUT)]
+    processes = [
+        subprocess.Popen(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=logs,
+            stderr=subprocess.STDOUT,
+        )
+    ]
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -87,7 +111,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv = Server(url, env, home / "mlruns")
         srv.prefect("work-pool", "create", "rlgen-process", "--type", "process")
         worker_log = (home / "worker.log").open("w")
-        processes.append(subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "rlgen-process"], env=env, cwd=ROOT, stdout=worker_log, stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(
+                [str(BIN / "prefect"), "worker", "start", "--pool", "rlgen-process"],
+                env=env,
+                cwd=ROOT,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         yield srv
     finally:
         for process in reversed(processes):
@@ -106,14 +138,28 @@ def test_a_deployment_run_completes_on_a_worker_and_records_its_mlflow_run(serve
     (run,) = server.wait_for_runs(deployment["id"], 1, timeout=300)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{server.store / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string=f"tags.`prefect.flow_run_id` = '{run['id']}'")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`prefect.flow_run_id` = '{run['id']}'",
+    )
     assert runs and all(r.info.status == "FINISHED" for r in runs)
     assert client.get_model_version("dqn-CartPole-v1", "1").aliases == ["champion"]
 
 
 def test_a_schedule_fires_on_its_own(server: Server) -> None:
     # an interval schedule (every 20 s) rather than cron's one-minute resolution keeps the test short
-    server.prefect("deploy", "flows/dqn.py:dqn_flow", "--name", "scheduled", "--pool", "rlgen-process", "--interval", "20", "--param", f"config={json.dumps(TINY_DQN)}")
+    server.prefect(
+        "deploy",
+        "flows/models.py:dqn_flow",
+        "--name",
+        "scheduled",
+        "--pool",
+        "rlgen-process",
+        "--interval",
+        "20",
+        "--param",
+        f"config={json.dumps(TINY_DQN)}",
+    )
     deployment = server.api("GET", "/deployments/name/dqn/scheduled")
     runs = server.wait_for_runs(deployment["id"], 1, timeout=240)  # nobody triggers it: the scheduler does
     assert all(r["auto_scheduled"] for r in runs)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from rlgen.config import DQNConfig
-from tasks import tracking
+from rlgen import tracking
+from rlgen.families.dqn import DQNConfig
 
 
 def client(store: Path) -> MlflowClient:
@@ -30,7 +30,9 @@ def test_server_uri_from_the_environment_wins(store: Path, monkeypatch: pytest.M
     assert tracking.tracking_uri() == "http://127.0.0.1:5999" and not tracking.is_embedded()
 
 
-@pytest.mark.parametrize(("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")])
+@pytest.mark.parametrize(
+    ("error", "status"), [(None, "FINISHED"), (RuntimeError, "FAILED"), (KeyboardInterrupt, "KILLED")]
+)
 def test_runs_always_end_in_a_terminal_state(store: Path, error: type[BaseException] | None, status: str) -> None:
     with pytest.raises(error) if error else nullcontext():
         with tracking.run("exp", "r", tags={"a": "b"}) as run_id:
@@ -97,8 +99,14 @@ def test_a_resumed_metric_logger_drops_the_steps_already_stored(store: Path) -> 
 
 
 def test_secrets_are_masked_in_logged_params(store: Path) -> None:
-    params = {"db_url": "postgresql://rlgen:hunter2@db:5432/mlflow", "api_key": "abc123", "s3": {"secret_access_key": "k"},
-              "sample_tokens": 300, "token": "", "url": "http://127.0.0.1:5000"}
+    params = {
+        "db_url": "postgresql://rlgen:hunter2@db:5432/mlflow",
+        "api_key": "abc123",
+        "s3": {"secret_access_key": "k"},
+        "sample_tokens": 300,
+        "token": "",
+        "url": "http://127.0.0.1:5000",
+    }
     with tracking.run("exp", "r") as run_id:
         tracking.log_params(run_id, params)
     logged = tracking.get_run(run_id).data.params

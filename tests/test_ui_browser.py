@@ -18,8 +18,16 @@ from servers import free_port, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [  # headless, as root, offline: no sandbox, GPU, QUIC, first-run UI or background traffic
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--virtual-time-budget=15000", "--window-size=1400,900",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=15000",
+    "--window-size=1400,900",
 ]
 
 
@@ -29,11 +37,17 @@ def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     rlgen = Path(sys.executable).with_name("rlgen")
     env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a faster start
-    # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`. Its log goes to a
-    # file: a pipe nobody reads would fill with the access log of the page's requests and stall the server.
+    # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`. Its log
+    # goes to a file: a pipe nobody reads would fill with the access log of the page's requests and stall the server.
     log = tmp_path / "ui.log"
     with log.open("w") as out:
-        server = subprocess.Popen([str(rlgen), "ui", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [str(rlgen), "ui", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(f"{url}/health", server, log, timeout=120)
@@ -46,14 +60,19 @@ def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
 def chromium(url: str, profile: Path, *flags: str) -> subprocess.CompletedProcess:
     """Run headless Chromium once on `url` with a fresh profile; fail with its stderr if it fails."""
     assert CHROMIUM.is_file(), f"{CHROMIUM} is missing; `make test` installs it (apt-get install chromium)"
-    done = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *flags, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"chromium exited {done.returncode}:\n{done.stderr[-3000:]}"
     return done
 
 
 def test_mlflow_ui_renders_the_experiment_in_chromium(store: Path, ui_url: str, tmp_path: Path) -> None:
-    from tasks import tracking
+    from rlgen import tracking
 
     with tracking.run("rlgen-browser-test", "vae-mnist-s7") as run_id:
         tracking.log_metrics(run_id, {"eval/iw_nll": 99.0})

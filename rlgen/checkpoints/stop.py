@@ -65,7 +65,9 @@ class StopRequest:
             first = not self.signals
             self.signals.append(signum)
             if self.set() and first:
-                log.warning("signal %d: stopping at the next training step, after a checkpoint (again to stop at once)", signum)
+                log.warning(
+                    "signal %d: stopping at the next training step, after a checkpoint (again to stop at once)", signum
+                )
                 return
             if callable(fallback):
                 fallback(signum, frame)

@@ -15,4 +15,12 @@ from rlgen.config.base import (
     validate_config,
 )
 
-__all__ = ["ConfigError", "RunConfig", "TrainConfig", "config_from_overrides", "depends", "describe_fields", "validate_config"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "TrainConfig",
+    "config_from_overrides",
+    "depends",
+    "describe_fields",
+    "validate_config",
+]

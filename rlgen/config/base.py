@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -17,7 +17,9 @@ from pydantic import (
 from rlgen.errors import ConfigError
 
 if TYPE_CHECKING:
-    from rlgen.config.pipeline import PipelineConfig
+    from pydantic.config import JsonDict
+
+    from rlgen.pipeline.config import PipelineConfig
 
 
 def depends(key: str, defaults: dict[str, Any], description: str, **constraints: Any) -> Any:
@@ -26,7 +28,7 @@ def depends(key: str, defaults: dict[str, Any], description: str, **constraints:
     For example `hidden: int = depends("level", {"char": 256, "word": 200}, "Hidden units per layer.")`.
     """
     shown = ", ".join(f"{value} with {key}={choice}" for choice, value in defaults.items())
-    extra = {"depends_on": key, "defaults": defaults}
+    extra = cast("JsonDict", {"depends_on": key, "defaults": defaults})
     return Field(None, description=f"{description} Default: {shown}.", json_schema_extra=extra, **constraints)
 
 
@@ -55,9 +57,7 @@ class RunConfig(BaseModel):
         return filled
 
     seed: int = Field(1, ge=0, description="Seed for torch, numpy, python and the environments.")
-    device: str = Field(
-        "auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps."
-    )
+    device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")
     experiment: str = Field("rlgen", min_length=1, description="MLflow experiment name.")
 
     @field_validator("device")
@@ -72,16 +72,27 @@ class TrainConfig(RunConfig):
     """Fields of every flow that trains a model: checkpoints, retries and what to do on NaN."""
 
     checkpoint_every: int = Field(
-        500, ge=0, description="Write a resumable checkpoint every N training steps (0: only when stopped by Ctrl-C or SIGTERM)."
+        500,
+        ge=0,
+        description="Write a resumable checkpoint every N training steps (0: only when stopped by Ctrl-C or SIGTERM).",
     )
     retries: int = Field(
-        0, ge=0, le=10, description="Prefect retries of a failed training task; each continues from the last checkpoint."
+        0,
+        ge=0,
+        le=10,
+        description="Prefect retries of a failed training task; each continues from the last checkpoint.",
     )
     nan_rollback: bool = Field(
-        False, description="On a non-finite loss or parameter, go back once to the last checkpoint with half the learning rate before failing."
+        False,
+        description="On a non-finite loss or parameter, go back once to the last checkpoint with half the learning "
+        "rate before failing.",
     )
-    amp: bool = Field(True, description="bf16 autocast for training on a CUDA device that supports it; no effect on the CPU.")
-    compile: bool = Field(False, description="torch.compile the networks before training (slow first steps, faster after).")
+    amp: bool = Field(
+        True, description="bf16 autocast for training on a CUDA device that supports it; no effect on the CPU."
+    )
+    compile: bool = Field(
+        False, description="torch.compile the networks before training (slow first steps, faster after)."
+    )
 
     family: ClassVar[str] = ""  # the name of the family this config belongs to (rlgen.registry)
 

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 from rlgen.config.base import TrainConfig
 
 if TYPE_CHECKING:
-    from rlgen.config.pipeline import PipelineConfig
+    from rlgen.pipeline.config import PipelineConfig
 
 
 class ImageConfig(TrainConfig):
@@ -53,7 +53,7 @@ class ImageConfig(TrainConfig):
     @classmethod
     def pipeline_data(cls, values: dict[str, Any], pipeline: PipelineConfig) -> dict[str, Any]:
         """The pipeline's dataset, read offline from `<data_root>/<dataset>/raw` when it has a data_root."""
-        data = {"dataset": pipeline.dataset}
+        data: dict[str, Any] = {"dataset": pipeline.dataset}
         if pipeline.data_root:
             data["data_dir"] = str(Path(pipeline.data_root).expanduser() / pipeline.dataset / "raw")
         return data

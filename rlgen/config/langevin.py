@@ -17,9 +17,14 @@ class DescriptorKeys(BaseModel):
     langevin_step: float = Field(
         1.4, gt=0.0, description="Langevin step size d: gradient step d^2/2, noise d * langevin_noise (authors: 0.002)."
     )
-    langevin_steps: int = Field(20, gt=0, le=1000, description="Langevin steps per chain at every training iteration (authors: 15).")
+    langevin_steps: int = Field(
+        20, gt=0, le=1000, description="Langevin steps per chain at every training iteration (authors: 15)."
+    )
     langevin_noise: float = Field(
-        0.007, ge=0.0, le=1.0, description="Noise scale of the chains: 1 is exact Langevin, below 1 a cooled chain (authors: 1)."
+        0.007,
+        ge=0.0,
+        le=1.0,
+        description="Noise scale of the chains: 1 is exact Langevin, below 1 a cooled chain (authors: 1).",
     )
     ref_sigma: float = Field(
         100.0, gt=0.0, description="Std s of the Gaussian reference N(0, s^2 I); large = nearly flat (authors: 0.016)."
@@ -45,5 +50,7 @@ class LangevinConfig(ImageConfig):
     batch_size: int = Field(100, gt=0, description="Images per training batch.")
     grid_size: int = Field(64, gt=0, le=256, description="Images in the sample grid logged every epoch.")
     divergence_limit: float = Field(
-        100.0, gt=1.0, description="A Langevin chain value beyond +-this (images in [-1, 1], latents ~ N(0, 1)) stops the run."
+        100.0,
+        gt=1.0,
+        description="A Langevin chain value beyond +-this (images in [-1, 1], latents ~ N(0, 1)) stops the run.",
     )

@@ -6,7 +6,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,8 +21,14 @@ FILE_NAMES = {  # role -> standard IDX file name (also accepted with .gz)
 }
 
 
-IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_DTYPES: dict[int, np.dtype[Any]] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}  # unsigned bytes; 3 dims (N, H, W) or 1 dim (N,)
@@ -49,7 +55,8 @@ def dataset_spec(dataset: str) -> DatasetSpec:
 
 
 def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
-    """An IDX file (raw or gzip) as a native-endian array; kind "images"/"labels" (else from the name) sets the magic."""
+    """An IDX file (raw or gzip) as a native-endian array; kind "images"/"labels" (else from the name) sets the
+    magic."""
     if kind not in (None, *IDX_MAGIC):
         raise ValueError(f"kind={kind!r} is not an IDX kind; use 'images', 'labels' or None")
     path = Path(path)
@@ -63,8 +70,9 @@ def read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(f"IDX file {path} does not exist; check the path, or leave data_dir unset so rlgen "
-                        "downloads the dataset") from None
+        raise DataError(
+            f"IDX file {path} does not exist; check the path, or leave data_dir unset so rlgen downloads the dataset"
+        ) from None
     except OSError as err:
         raise DataError(f"cannot read IDX file {path}: {err}") from None
     if data[:2] != b"\x1f\x8b":
@@ -72,8 +80,10 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as err:  # BadGzipFile (CRC, header) is an OSError; truncation an EOFError
-        raise DataError(f"{path} is corrupt gzip data ({err}); expected a complete gzip-compressed IDX file. "
-                        "Delete it and download it again") from None
+        raise DataError(
+            f"{path} is corrupt gzip data ({err}); expected a complete gzip-compressed IDX file. "
+            "Delete it and download it again"
+        ) from None
 
 
 def parse_idx(data: bytes, path: Path, kind: str | None) -> np.ndarray:
@@ -82,20 +92,25 @@ def parse_idx(data: bytes, path: Path, kind: str | None) -> np.ndarray:
         raise DataError(f"{path}: expected at least a 4-byte IDX header, found {len(data)} bytes; download it again")
     magic, code, ndim = int.from_bytes(data[:4], "big"), data[2], data[3]
     if kind is not None and magic != IDX_MAGIC[kind]:
-        raise DataError(f"{path}: bad magic number 0x{magic:08X}, expected 0x{IDX_MAGIC[kind]:08X} for {kind}; "
-                        "is this the right file? Download it again if so")
+        raise DataError(
+            f"{path}: bad magic number 0x{magic:08X}, expected 0x{IDX_MAGIC[kind]:08X} for {kind}; "
+            "is this the right file? Download it again if so"
+        )
     if data[0] or data[1] or code not in IDX_DTYPES or ndim == 0:
-        raise DataError(f"{path}: bad magic number 0x{magic:08X}, expected 0x0000TTNN (TT a type code in "
-                        "08 09 0B 0C 0D 0E, NN >= 1 dims); this is not an IDX file")
+        raise DataError(
+            f"{path}: bad magic number 0x{magic:08X}, expected 0x0000TTNN (TT a type code in "
+            "08 09 0B 0C 0D 0E, NN >= 1 dims); this is not an IDX file"
+        )
     header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = IDX_DTYPES[code]
     expected = header + math.prod(dims) * dtype.itemsize
     if len(data) != expected:
         what = "x".join(map(str, dims)) + " " + (kind or f"{dtype.name} values")
         problem = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{path}: expected {expected} bytes for {what}, found {len(data)} ({problem}); "
-                        "download it again")
+        raise DataError(
+            f"{path}: expected {expected} bytes for {what}, found {len(data)} ({problem}); download it again"
+        )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -115,16 +130,22 @@ def find_idx_files(data_dir: Path, dataset: str) -> dict[str, Path]:
     else:
         names = ", ".join(f"{name}[.gz]" for name in FILE_NAMES.values())
         where = ", ".join(str(c) for c in candidates) + ("" if data_dir.is_dir() else f" ({data_dir} does not exist)")
-        raise DataError(f"No {spec.display} IDX files found in {where}; looked for {names} (the train pair is "
-                        f"optional). Put them in a folder and pass --set data_dir=<folder>, or leave data_dir unset "
-                        f"so rlgen downloads {spec.display} into {settings.data_dir()}")
+        raise DataError(
+            f"No {spec.display} IDX files found in {where}; looked for {names} (the train pair is "
+            f"optional). Put them in a folder and pass --set data_dir=<folder>, or leave data_dir unset "
+            f"so rlgen downloads {spec.display} into {settings.data_dir()}"
+        )
     for split in ("train", "test"):
         if f"{split}_images" in found and f"{split}_labels" not in found:
-            raise DataError(f"{found[f'{split}_images']} has no labels beside it; expected "
-                            f"{folder / FILE_NAMES[f'{split}_labels']}[.gz]; add the labels file")
+            raise DataError(
+                f"{found[f'{split}_images']} has no labels beside it; expected "
+                f"{folder / FILE_NAMES[f'{split}_labels']}[.gz]; add the labels file"
+            )
     if "test_images" not in found:
-        raise DataError(f"{folder} has the train split but not the test split; expected "
-                        f"{folder / FILE_NAMES['test_images']}[.gz] and {FILE_NAMES['test_labels']}[.gz] there")
+        raise DataError(
+            f"{folder} has the train split but not the test split; expected "
+            f"{folder / FILE_NAMES['test_images']}[.gz] and {FILE_NAMES['test_labels']}[.gz] there"
+        )
     return found
 
 
@@ -136,8 +157,8 @@ def download_dataset(dataset: str, root: Path) -> Path:
     try:
         getattr(torchvision.datasets, spec.folder)(str(root), train=False, download=True)
     except (RuntimeError, OSError) as err:
-        raise DownloadError(f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {str(err).strip()}. "
-                        "Check the network, or pass --set data_dir=<folder with the IDX files> to work offline") from None
+        raise DownloadError(
+            f"Downloading {spec.display} into {root / spec.folder / 'raw'} failed: {str(err).strip()}. "
+            "Check the network, or pass --set data_dir=<folder with the IDX files> to work offline"
+        ) from None
     return root / spec.folder / "raw"
-
-

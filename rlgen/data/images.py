@@ -59,22 +59,47 @@ def split_indices(labels: np.ndarray, n_val: int, n_test: int, seed: int, strati
         rank = np.empty(n, dtype=np.float64)
         rank[grouped] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
         order = order[np.argsort((rank + 0.5) / counts[label], kind="stable")]
-    return SplitIndices(train=np.sort(order[n_val + n_test:]), val=np.sort(order[n_test:n_test + n_val]),
-                        test=np.sort(order[:n_test]))
+    return SplitIndices(
+        train=np.sort(order[n_val + n_test :]),
+        val=np.sort(order[n_test : n_test + n_val]),
+        test=np.sort(order[:n_test]),
+    )
 
 
-def cache_key(dataset: str, file_sha256: dict[str, str], split_seed: int, val_fraction: float,
-              test_fraction: float, stratify: bool = True) -> str:
+def cache_key(
+    dataset: str,
+    file_sha256: dict[str, str],
+    split_seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    stratify: bool = True,
+) -> str:
     """SHA-256 of the dataset, each used file's decompressed-content SHA-256 (by role) and the split parameters."""
     published = "train_images" in file_sha256  # then test is the published test split and test_fraction is unused
-    key = {"format": CACHE_FORMAT, "dataset": dataset, "files": dict(sorted(file_sha256.items())),
-           "split": {"seed": int(split_seed), "val_fraction": float(val_fraction), "stratify": bool(stratify),
-                     "test_fraction": None if published else float(test_fraction)}}
+    key = {
+        "format": CACHE_FORMAT,
+        "dataset": dataset,
+        "files": dict(sorted(file_sha256.items())),
+        "split": {
+            "seed": int(split_seed),
+            "val_fraction": float(val_fraction),
+            "stratify": bool(stratify),
+            "test_fraction": None if published else float(test_fraction),
+        },
+    }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def prepare(dataset: str, data_dir: Path | None, cache_dir: Path, split_seed: int, val_fraction: float,
-            test_fraction: float, download: bool = True, stratify: bool = True) -> PreparedData:
+def prepare(
+    dataset: str,
+    data_dir: Path | None,
+    cache_dir: Path,
+    split_seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    download: bool = True,
+    stratify: bool = True,
+) -> PreparedData:
     """Read (or download) the IDX files, split them with `split_seed` and write the tensors once to cache_dir."""
     spec = dataset_spec(dataset)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -101,8 +126,10 @@ def prepare(dataset: str, data_dir: Path | None, cache_dir: Path, split_seed: in
     n = len(arrays[f"{pool}_labels"])
     n_val, n_test = round(val_fraction * n), 0 if published else round(test_fraction * n)
     if n - n_val - n_test < 1:
-        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training images "
-                         f"out of {n}; lower them")
+        raise ValueError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training images "
+            f"out of {n}; lower them"
+        )
     idx = split_indices(arrays[f"{pool}_labels"], n_val, n_test, split_seed, stratify)
     test_part = ("test", np.arange(len(arrays["test_labels"]))) if published else (pool, idx.test)
     parts = {"train": (pool, idx.train), "val": (pool, idx.val), "test": test_part}
@@ -110,21 +137,30 @@ def prepare(dataset: str, data_dir: Path | None, cache_dir: Path, split_seed: in
     share = f"stratified by class, seed {split_seed}" if stratify else f"seed {split_seed}"
     if published:
         rule = "published"
-        description = (f"published train minus a random {val_fraction:g} validation slice ({share}); "
-                       "published test")
+        description = f"published train minus a random {val_fraction:g} validation slice ({share}); published test"
     else:
         rule = "resplit_test"
-        description = (f"only the {n}-image test split is present: random {1 - val_fraction - test_fraction:g}/"
-                       f"{val_fraction:g}/{test_fraction:g} train/val/test split of it ({share})")
+        description = (
+            f"only the {n}-image test split is present: random {1 - val_fraction - test_fraction:g}/"
+            f"{val_fraction:g}/{test_fraction:g} train/val/test split of it ({share})"
+        )
     provenance = {
         "dataset": dataset,
         "source": origin,  # data_dir (given by the user), download (torchvision) or rlgen_data_dir
         "source_dir": str(files["test_images"].parent.resolve()),
-        "files": {role: {"path": str(files[role].resolve()), "sha256": digests[role],
-                         "items": int(arrays[role].shape[0])} for role in roles},
-        "split": {"rule": rule, "description": description, "seed": split_seed, "val_fraction": float(val_fraction),
-                  "test_fraction": None if published else float(test_fraction), "stratify": stratify,
-                  "sizes": sizes},
+        "files": {
+            role: {"path": str(files[role].resolve()), "sha256": digests[role], "items": int(arrays[role].shape[0])}
+            for role in roles
+        },
+        "split": {
+            "rule": rule,
+            "description": description,
+            "seed": split_seed,
+            "val_fraction": float(val_fraction),
+            "test_fraction": None if published else float(test_fraction),
+            "stratify": stratify,
+            "sizes": sizes,
+        },
         "content_hash": key,
         "cache_format": CACHE_FORMAT,
     }
@@ -155,14 +191,20 @@ def _check_consistent(spec: DatasetSpec, files: dict[str, Path], arrays: dict[st
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         image_file, label_file = files[f"{split}_images"], files[f"{split}_labels"]
         if images.shape[1:] != spec.image_size:
-            raise DataError(f"{image_file} holds {images.shape[1]}x{images.shape[2]} images, expected "
-                            f"{spec.image_size[0]}x{spec.image_size[1]} for {spec.display}; is it the right dataset?")
+            raise DataError(
+                f"{image_file} holds {images.shape[1]}x{images.shape[2]} images, expected "
+                f"{spec.image_size[0]}x{spec.image_size[1]} for {spec.display}; is it the right dataset?"
+            )
         if len(images) != len(labels):
-            raise DataError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels; "
-                            "they must be the same split of the same dataset, download both again")
+            raise DataError(
+                f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels; "
+                "they must be the same split of the same dataset, download both again"
+            )
         if len(labels) and int(labels.max()) >= spec.num_classes:
-            raise DataError(f"{label_file} has label {int(labels.max())}, expected 0..{spec.num_classes - 1} for "
-                            f"{spec.display}; is it the right dataset?")
+            raise DataError(
+                f"{label_file} has label {int(labels.max())}, expected 0..{spec.num_classes - 1} for "
+                f"{spec.display}; is it the right dataset?"
+            )
 
 
 def load_prepared(path: Path, device: torch.device | str = "cpu") -> dict[str, Tensor]:
@@ -172,12 +214,14 @@ def load_prepared(path: Path, device: torch.device | str = "cpu") -> dict[str, T
     except FileNotFoundError:
         raise DataError(f"prepared data {path} does not exist; run prepare() to create it") from None
     except Exception as err:
-        raise DataError(f"{path} is not a readable prepared-data file ({err.__class__.__name__}: {err}); "
-                        "delete it and run prepare() again") from None
+        raise DataError(
+            f"{path} is not a readable prepared-data file ({err.__class__.__name__}: {err}); "
+            "delete it and run prepare() again"
+        ) from None
     missing = [k for k in TENSOR_KEYS if not isinstance(payload, dict) or not isinstance(payload.get(k), Tensor)]
     if missing:
-        raise DataError(f"{path} lacks {', '.join(missing)}; expected a file written by prepare(). Delete it and "
-                        "run prepare() again")
+        raise DataError(
+            f"{path} lacks {', '.join(missing)}; expected a file written by prepare(). Delete it and "
+            "run prepare() again"
+        )
     return {k: to_device(payload[k], device) for k in TENSOR_KEYS}
-
-

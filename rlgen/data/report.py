@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import Tensor  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 
 def kurtosis(values: Tensor) -> float:
@@ -24,10 +24,17 @@ def kurtosis(values: Tensor) -> float:
 
 def data_report(images: Tensor, path: Path, title: str) -> dict[str, float]:
     """Pixel and horizontal-gradient statistics of uint8 images (N, 1, H, W) at 3 scales, histograms saved to `path`."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 1 or images.shape[0] == 0 \
-            or min(images.shape[2:]) < 8:
-        raise ValueError(f"data_report expects uint8 images (N, 1, H, W) with N >= 1 and H, W >= 8, got "
-                         f"{images.dtype} {tuple(images.shape)}; pass prepared images, e.g. data['train_images']")
+    if (
+        images.dtype != torch.uint8
+        or images.dim() != 4
+        or images.shape[1] != 1
+        or images.shape[0] == 0
+        or min(images.shape[2:]) < 8
+    ):
+        raise ValueError(
+            f"data_report expects uint8 images (N, 1, H, W) with N >= 1 and H, W >= 8, got "
+            f"{images.dtype} {tuple(images.shape)}; pass prepared images, e.g. data['train_images']"
+        )
     x = images.detach().cpu().double() / 255.0  # (N, 1, H, W) in [0, 1]
     metrics = {"data/pixel_mean": x.mean().item(), "data/pixel_std": x.std(correction=0).item()}
     responses = {}
@@ -39,8 +46,12 @@ def data_report(images: Tensor, path: Path, title: str) -> dict[str, float]:
     fig, (ax_pixels, ax_grad) = plt.subplots(1, 2, figsize=(11, 4))
     counts = torch.bincount(images.detach().cpu().flatten().long(), minlength=256).numpy()
     ax_pixels.stairs(counts, np.arange(257), fill=True, color="#4c72b0")
-    ax_pixels.set(yscale="log", xlabel="pixel intensity (0-255)", ylabel="pixels",
-                  title=f"pixels: mean {metrics['data/pixel_mean']:.3f}, std {metrics['data/pixel_std']:.3f}")
+    ax_pixels.set(
+        yscale="log",
+        xlabel="pixel intensity (0-255)",
+        ylabel="pixels",
+        title=f"pixels: mean {metrics['data/pixel_mean']:.3f}, std {metrics['data/pixel_std']:.3f}",
+    )
     edges = np.linspace(-1.0, 1.0, 121)
     for scale, g in responses.items():
         density, _ = np.histogram(g.numpy(), bins=edges, density=True)
@@ -51,8 +62,12 @@ def data_report(images: Tensor, path: Path, title: str) -> dict[str, float]:
         centres = (edges[:-1] + edges[1:]) / 2
         gauss = np.exp(-0.5 * (centres / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
         ax_grad.plot(centres, gauss, "k--", linewidth=1, label="Gaussian, same variance as full resolution")
-    ax_grad.set(yscale="log", xlabel="horizontal gradient x[..., 1:] - x[..., :-1] (pixels in [0, 1])",
-                ylabel="density", title="gradient filter responses")
+    ax_grad.set(
+        yscale="log",
+        xlabel="horizontal gradient x[..., 1:] - x[..., :-1] (pixels in [0, 1])",
+        ylabel="density",
+        title="gradient filter responses",
+    )
     ax_grad.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -61,5 +76,3 @@ def data_report(images: Tensor, path: Path, title: str) -> dict[str, float]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return metrics
-
-

@@ -54,8 +54,10 @@ class Vocabulary:
             return [self.index.get(t, unk) for t in tokens]
         missing = sorted({t for t in tokens if t not in self.index})
         if missing:
-            raise ValueError(f"characters {''.join(missing)!r} are not in the vocabulary of {len(self)} characters "
-                             f"({''.join(sorted(self.tokens))!r}); leave them out")
+            raise ValueError(
+                f"characters {''.join(missing)!r} are not in the vocabulary of {len(self)} characters "
+                f"({''.join(sorted(self.tokens))!r}); leave them out"
+            )
         return [self.index[t] for t in tokens]
 
     def encode_prompt(self, text: str) -> list[int]:
@@ -86,10 +88,20 @@ class Vocabulary:
         try:
             return cls(data["tokens"], data["level"])
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"not an rlgen vocabulary ({err.__class__.__name__}: {err}); expected {{'level', 'tokens'}}") from None
+            raise ValueError(
+                f"not an rlgen vocabulary ({err.__class__.__name__}: {err}); expected {{'level', 'tokens'}}"
+            ) from None
 
 
-def generate(model: torch.nn.Module, vocab: Vocabulary, prompt: str, n: int, temperature: float, seed: int, top_k: int = 0) -> str:
+def generate(
+    model: lm.RNNModel | torch.jit.ScriptModule,
+    vocab: Vocabulary,
+    prompt: str,
+    n: int,
+    temperature: float,
+    seed: int,
+    top_k: int = 0,
+) -> str:
     """The prompt and n sampled tokens after it, as text; `model` is an RNNModel or its TorchScript export.
 
     An empty prompt starts from a line break (a newline character, or <eos>), which is left out of the text.
@@ -98,9 +110,9 @@ def generate(model: torch.nn.Module, vocab: Vocabulary, prompt: str, n: int, tem
     device = next(iter(model.parameters())).device
     was_training = model.training
     model.eval()
-    out = lm.sample(model, torch.tensor(ids, device=device), n, model.initial_state(1), temperature, top_k, seed)  # (n,)
+    out = lm.sample(
+        model, torch.tensor(ids, device=device), n, model.initial_state(1), temperature, top_k, seed
+    )  # (n,)
     model.train(was_training)
     text = vocab.decode(out.tolist())
     return prompt + ("" if vocab.level == "char" or not prompt or text.startswith("\n") else " ") + text
-
-

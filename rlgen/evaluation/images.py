@@ -72,7 +72,7 @@ def ensure_evaluator(cfg: ImageConfig, prepared: PreparedData, parent_id: str) -
     """The LeNet trained on this exact prepared dataset: reused from the registry, else trained once."""
     name = evaluator_name(cfg)
     for version in model_versions(name):
-        if version.tags.get("content_hash") == prepared.content_hash:
+        if version.tags.get("content_hash") == prepared.content_hash and version.run_id is not None:
             accuracy = get_run(version.run_id).data.metrics.get("eval/test_accuracy", float("nan"))
             return EvaluatorRef(version.run_id, EVALUATOR_CHECKPOINT, accuracy, True)
     tags = {"rlgen.role": "evaluator", **prefect_tags()}
@@ -96,9 +96,13 @@ def train_evaluator(cfg: ImageConfig, prepared: PreparedData, run_id: str) -> fl
     log_metrics(run_id, {"eval/test_accuracy": accuracy})
     with temp_dir() as tmp:
         matrix = lenet.confusion_matrix(logits.argmax(1).cpu(), data["test_labels"].cpu(), n_classes(cfg))
-        plot = confusion_matrix_plot(matrix, Path(tmp) / "confusion_matrix.png", f"LeNet evaluator, test accuracy {accuracy:.2%}")
+        plot = confusion_matrix_plot(
+            matrix, Path(tmp) / "confusion_matrix.png", f"LeNet evaluator, test accuracy {accuracy:.2%}"
+        )
         log_artifact(run_id, plot, "evaluation")
-        ckpt = save_checkpoint(Path(tmp) / "lenet.pt", {"config": cfg.model_dump(mode="json"), "model": model.state_dict()})
+        ckpt = save_checkpoint(
+            Path(tmp) / "lenet.pt", {"config": cfg.model_dump(mode="json"), "model": model.state_dict()}
+        )
         log_artifact(run_id, ckpt, "checkpoints")
     return accuracy
 
@@ -116,7 +120,9 @@ def load_evaluator(ref: EvaluatorRef, cfg: ImageConfig, device: torch.device) ->
 
 
 @torch.no_grad()
-def generate_batched(generate: Generate, latent_dim: int, labels: Tensor, device: torch.device, seed: int, batch: int = 1000) -> Tensor:
+def generate_batched(
+    generate: Generate, latent_dim: int, labels: Tensor, device: torch.device, seed: int, batch: int = 1000
+) -> Tensor:
     """Images for every label in `labels`, generated in batches from seeded noise."""
     rng = torch.Generator(device=device).manual_seed(seed)
     out = []
@@ -128,7 +134,12 @@ def generate_batched(generate: Generate, latent_dim: int, labels: Tensor, device
 
 
 def evaluate_samples(
-    cfg: ImageConfig, prepared: PreparedData, evaluator: EvaluatorRef, generate: Generate, latent_dim: int, device: torch.device
+    cfg: ImageConfig,
+    prepared: PreparedData,
+    evaluator: EvaluatorRef,
+    generate: Generate,
+    latent_dim: int,
+    device: torch.device,
 ) -> dict[str, float]:
     """FID-LeNet against the held-out test images (with its real-vs-real floor), the class histogram's entropy
     and confidence of `fid_samples` samples, and per-class accuracy if the model is conditional."""
@@ -164,21 +175,37 @@ def evaluate_samples(
     return metrics
 
 
-def grid_images(generate: Generate, latent_dim: int, conditional: bool, device: torch.device, seed: int, n: int = 100) -> Tensor:
+def grid_images(
+    generate: Generate, latent_dim: int, conditional: bool, device: torch.device, seed: int, n: int = 100
+) -> Tensor:
     """Seeded samples for a 10-column grid; conditional models get one row per class."""
-    labels = torch.arange(n, device=device) // 10 % 10 if conditional else torch.zeros(n, dtype=torch.long, device=device)
+    labels = (
+        torch.arange(n, device=device) // 10 % 10 if conditional else torch.zeros(n, dtype=torch.long, device=device)
+    )
     return generate_batched(generate, latent_dim, labels, device, seed)
 
 
-def sample_grid(generate: Generate, latent_dim: int, conditional: bool, path: Path, device: torch.device, seed: int, n: int = 100) -> Path:
+def sample_grid(
+    generate: Generate, latent_dim: int, conditional: bool, path: Path, device: torch.device, seed: int, n: int = 100
+) -> Path:
     """`grid_images` saved as a PNG."""
     return save_grid(grid_images(generate, latent_dim, conditional, device, seed, n), path, nrow=10)
 
 
-def log_sample_grid(run_id: str, generate: Generate, latent_dim: int, conditional: bool, device: torch.device, seed: int, name: str = "samples.png") -> None:
+def log_sample_grid(
+    run_id: str,
+    generate: Generate,
+    latent_dim: int,
+    conditional: bool,
+    device: torch.device,
+    seed: int,
+    name: str = "samples.png",
+) -> None:
     """`sample_grid` as evaluation/<name> of a run."""
     with temp_dir() as tmp:
-        log_artifact(run_id, sample_grid(generate, latent_dim, conditional, Path(tmp) / name, device, seed), "evaluation")
+        log_artifact(
+            run_id, sample_grid(generate, latent_dim, conditional, Path(tmp) / name, device, seed), "evaluation"
+        )
 
 
 def generator_inputs(cfg: ImageConfig, latent_dim: int, n: int = 32) -> tuple[Tensor, Tensor]:
@@ -190,4 +217,10 @@ def generator_inputs(cfg: ImageConfig, latent_dim: int, n: int = 32) -> tuple[Te
 def image_metadata(cfg: ImageConfig, **extra: object) -> dict[str, object]:
     """What `rlgen sample` and `rlgen score` read from an exported image module besides the module itself."""
     variant = getattr(cfg, "variant", cfg.family)
-    return {"variant": variant, "dataset": cfg.dataset, "conditional": cfg.conditional, "n_classes": n_classes(cfg), **extra}
+    return {
+        "variant": variant,
+        "dataset": cfg.dataset,
+        "conditional": cfg.conditional,
+        "n_classes": n_classes(cfg),
+        **extra,
+    }

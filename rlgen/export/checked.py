@@ -31,7 +31,9 @@ class ExportSpec(NamedTuple):
     stem: str = "model"
     methods: tuple[str, ...] = ("forward",)  # checked on the TorchScript file
     exact: Mapping[str, str] = {}  # method -> label of outputs that must be identical (actions): export/<label>_match
-    program_inputs: tuple[Tensor, ...] | None = None  # examples of the .pt2 programs when they differ (a one-token step)
+    program_inputs: tuple[Tensor, ...] | None = (
+        None  # examples of the .pt2 programs when they differ (a one-token step)
+    )
     program_methods: tuple[str, ...] | None = None  # default: `methods`
     program_metadata: Mapping[str, Any] = {}  # extra metadata of the .pt2 files (their interface)
     batch_dims: tuple[int, ...] | None = None  # each program argument's batch dimension (default 0)
@@ -58,7 +60,12 @@ def export_checked(spec: ExportSpec, workdir: Path, name: str, metadata: Mapping
     with torch.no_grad():
         program_expected = {method: _call(module, method, program_inputs) for method in methods}
     program = export_checked_programs(
-        module, program_inputs, workdir / f"{spec.stem}.pt2", {**meta, **spec.program_metadata}, program_expected, spec.batch_dims
+        module,
+        program_inputs,
+        workdir / f"{spec.stem}.pt2",
+        {**meta, **spec.program_metadata},
+        program_expected,
+        spec.batch_dims,
     )
     if program.paths:
         metrics |= _require(".pt2", "export/pt2_", name, spec, program.parity)

@@ -34,7 +34,9 @@ class Parity(NamedTuple):
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]  # what a method returns
 
 
-def check_parity(path: Path, inputs: torch.Tensor | tuple[torch.Tensor, ...], expected: dict[str, Outputs]) -> dict[str, Parity]:
+def check_parity(
+    path: Path, inputs: torch.Tensor | tuple[torch.Tensor, ...], expected: dict[str, Outputs]
+) -> dict[str, Parity]:
     """Run each method named in `expected` on `inputs` (one tensor or a tuple of arguments) in one
     fresh python process and compare (a tuple of outputs by its largest difference).
 
@@ -45,7 +47,10 @@ def check_parity(path: Path, inputs: torch.Tensor | tuple[torch.Tensor, ...], ex
         inputs_file, expected_file = Path(tmp) / "inputs.pt", Path(tmp) / "expected.pt"
         args = inputs if isinstance(inputs, tuple) else (inputs,)
         torch.save([a.cpu() for a in args], inputs_file)
-        torch.save({k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in expected.items()}, expected_file)
+        torch.save(
+            {k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in expected.items()},
+            expected_file,
+        )
         done = subprocess.run(
             [sys.executable, "-m", "rlgen.export.parity", str(path), str(inputs_file), str(expected_file)],
             capture_output=True,
@@ -65,29 +70,44 @@ class ProgramCheck(NamedTuple):
 
     def tags(self) -> dict[str, str]:
         """`export/pt2`: the files, or `unsupported: <torch's reason>`."""
-        return {"export/pt2": ", ".join(sorted(p.name for p in self.paths)) if self.paths else f"unsupported: {self.unsupported}"[:1000]}
+        return {
+            "export/pt2": ", ".join(sorted(p.name for p in self.paths))
+            if self.paths
+            else f"unsupported: {self.unsupported}"[:1000]
+        }
 
 
 def export_checked_programs(
-    module: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], path: Path, metadata: dict,
-    expected: dict[str, Outputs], batch_dims: tuple[int, ...] | None = None,
+    module: nn.Module,
+    inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    path: Path,
+    metadata: dict,
+    expected: dict[str, Outputs],
+    batch_dims: tuple[int, ...] | None = None,
 ) -> ProgramCheck:
     """A `.pt2` of each method named in `expected` (forward at `path`, the others beside it), parity-checked in one
-    fresh process; where torch.export cannot trace the module, no files and the reason (not an error: a wrong file is)."""
+    fresh process; where torch.export cannot trace the module, no files and the reason (not an error: a wrong file
+    is)."""
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     try:
-        paths = [export_program(module, args, program_path(path, method), metadata, method, batch_dims) for method in expected]
+        paths = [
+            export_program(module, args, program_path(path, method), metadata, method, batch_dims)
+            for method in expected
+        ]
     except ExportUnsupported as err:
         return ProgramCheck([], {}, str(err))
     return ProgramCheck(paths, check_parity(path, inputs, expected), "")
 
 
-def _parity(got: Outputs, expected: Outputs) -> Parity:
-    got, expected = (tuple(got), expected) if isinstance(expected, tuple) else ((got,), (expected,))
-    if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected)):
+def _parity(outputs: Outputs, reference: Outputs) -> Parity:
+    got = tuple(outputs) if isinstance(outputs, tuple) else (outputs,)
+    expected = reference if isinstance(reference, tuple) else (reference,)
+    if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected, strict=True)):
         return Parity(float("inf"), False)
-    diff = max(((g.double() - e.double()).abs().max().item() if g.numel() else 0.0) for g, e in zip(got, expected))
-    return Parity(diff, all(torch.equal(g, e) for g, e in zip(got, expected)))
+    diff = max(
+        ((g.double() - e.double()).abs().max().item() if g.numel() else 0.0) for g, e in zip(got, expected, strict=True)
+    )
+    return Parity(diff, all(torch.equal(g, e) for g, e in zip(got, expected, strict=True)))
 
 
 def _compare(path: str, inputs_file: str, expected_file: str) -> dict[str, dict]:

@@ -17,7 +17,9 @@ from rlgen.export.torchscript import METADATA_FILE
 PROGRAM_SUFFIX = ".pt2"
 
 
-_EXPORT_LOCK = threading.Lock()  # torch.export traces with process-wide state; the pipeline exports from several threads
+_EXPORT_LOCK = (
+    threading.Lock()
+)  # torch.export traces with process-wide state; the pipeline exports from several threads
 
 
 class ExportUnsupported(RuntimeError):
@@ -42,15 +44,20 @@ def program_path(path: Path, method: str) -> Path:
 
 @contextmanager
 def _quiet_export() -> Iterator[None]:
-    """Silence torch.export's notice that nn.LSTM/GRU reassign their flat weights while traced (harmless: parity checks it)."""
+    """Silence torch.export's notice that nn.LSTM/GRU reassign their flat weights while traced (harmless: parity
+    checks it)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning)
         yield
 
 
 def export_program(
-    module: nn.Module, example_args: tuple[torch.Tensor, ...], path: Path, metadata: dict,
-    method: str = "forward", batch_dims: tuple[int, ...] | None = None,
+    module: nn.Module,
+    example_args: tuple[torch.Tensor, ...],
+    path: Path,
+    metadata: dict,
+    method: str = "forward",
+    batch_dims: tuple[int, ...] | None = None,
 ) -> Path:
     """Export `module.<method>` with torch.export.export, batch dimension dynamic, and save it as a `.pt2`
     ExportedProgram at `path` with `metadata` embedded as rlgen.json.
@@ -62,16 +69,31 @@ def export_program(
     target = module.eval().cpu() if method == "forward" else _Method(module.eval().cpu(), method)
     batch = torch.export.Dim("batch", min=1)
     dynamic = tuple({dim: batch} for dim in batch_dims or (0,) * len(example_args))
+    size: str | int
     with _EXPORT_LOCK, _quiet_export():
         try:  # _Method's forward takes *args: its shapes nest in one more tuple
-            program, size = torch.export.export(target, example_args, dynamic_shapes=dynamic if method == "forward" else (dynamic,)), "dynamic"
+            program, size = (
+                torch.export.export(
+                    target, example_args, dynamic_shapes=dynamic if method == "forward" else (dynamic,)
+                ),
+                "dynamic",
+            )
         except Exception:  # e.g. code that fixes the batch size: export at the examples' size
             try:
-                program, size = torch.export.export(target, example_args), example_args[0].size(batch_dims[0] if batch_dims else 0)
-            except Exception as err:  # tracing failed: a construct torch.export does not support (the module runs eagerly)
-                raise ExportUnsupported(f"torch.export cannot trace {type(module).__name__}.{method}: {_first_line(err)}") from err
+                program, size = (
+                    torch.export.export(target, example_args),
+                    example_args[0].size(batch_dims[0] if batch_dims else 0),
+                )
+            except (
+                Exception
+            ) as err:  # tracing failed: a construct torch.export does not support (the module runs eagerly)
+                raise ExportUnsupported(
+                    f"torch.export cannot trace {type(module).__name__}.{method}: {_first_line(err)}"
+                ) from err
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, path, extra_files={METADATA_FILE: json.dumps({**metadata, "method": method, "batch": size})})
+    torch.export.save(
+        program, path, extra_files={METADATA_FILE: json.dumps({**metadata, "method": method, "batch": size})}
+    )
     return path
 
 
@@ -88,8 +110,8 @@ def load_program(path: Path) -> tuple[nn.Module, dict]:
     except FileNotFoundError:
         raise
     except Exception as err:
-        raise ValueError(f"{path} is not a loadable .pt2 ExportedProgram ({_first_line(err)}); pass the file `rlgen run` "
-                         "exported, and download it again if it was damaged") from None
+        raise ValueError(
+            f"{path} is not a loadable .pt2 ExportedProgram ({_first_line(err)}); pass the file `rlgen run` "
+            "exported, and download it again if it was damaged"
+        ) from None
     return program.module(), json.loads(extra[METADATA_FILE] or "{}")
-
-

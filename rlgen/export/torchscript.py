@@ -42,8 +42,10 @@ def load_scripted(path: Path, device: torch.device | str = "cpu") -> tuple[torch
         raise
     except Exception as err:
         raise ValueError(
-            f"{path} is not a loadable TorchScript file ({_why_not_scripted(path, err)}); pass the file `rlgen run` exported "
-            "(policy/policy.pt or model/model.pt of its run) or the registered model's name, and download it again if it was damaged"
+            f"{path} is not a loadable TorchScript file ({_why_not_scripted(path, err)}); pass the file `rlgen run` "
+            "exported "
+            "(policy/policy.pt or model/model.pt of its run) or the registered model's name, and download it again if "
+            "it was damaged"
         ) from None
     return module.eval(), json.loads(extra[METADATA_FILE] or "{}")
 
@@ -60,5 +62,3 @@ def _why_not_scripted(path: Path, err: Exception) -> str:
         return "it is a torch.save file, such as a training checkpoint, not an exported TorchScript model"
     first = str(err).split(". This is an internal miniz error")[0]  # torch's advice that follows is generic
     return f"{err.__class__.__name__}: {first}"
-
-

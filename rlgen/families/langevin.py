@@ -79,10 +79,19 @@ def fixed_noise(cfg: Inference, device: torch.device) -> Tensor:
     return torch.randn(cfg.grid_size, cfg.latent_dim, generator=rng, device=device)
 
 
-def synthesize(cfg: Chains, descriptor: nn.Module, starts: Tensor, snapshot_at: tuple[int, ...] = ()) -> tuple[Tensor, list[Tensor]]:
+def synthesize(
+    cfg: Chains, descriptor: nn.Module, starts: Tensor, snapshot_at: tuple[int, ...] = ()
+) -> tuple[Tensor, list[Tensor]]:
     """The descriptor's Langevin chains from `starts` (in [-1, 1]) with the configured step, steps and noise."""
     return langevin.langevin_descriptor(
-        descriptor, starts, cfg.langevin_steps, cfg.langevin_step, cfg.ref_sigma, cfg.langevin_noise, cfg.divergence_limit, snapshot_at
+        descriptor,
+        starts,
+        cfg.langevin_steps,
+        cfg.langevin_step,
+        cfg.ref_sigma,
+        cfg.langevin_noise,
+        cfg.divergence_limit,
+        snapshot_at,
     )
 
 
@@ -101,7 +110,10 @@ def chain_grid(cfg: Chains, descriptor: nn.Module, starts: Tensor) -> Grid:
 def score_curves(history: dict[str, Series]) -> Panels:
     """Learning-curve panels of the descriptor: its scores of real and synthesized images, and their gap."""
     return {
-        "descriptor score f": {"real": history.get("train/f_real", []), "synthesized": history.get("train/f_synth", [])},
+        "descriptor score f": {
+            "real": history.get("train/f_real", []),
+            "synthesized": history.get("train/f_synth", []),
+        },
         "f(synth) - f(real) (negative is expected)": {"gap": history.get("train/gap_synth_minus_real", [])},
     }
 

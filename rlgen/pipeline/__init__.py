@@ -1,7 +1,7 @@
 """The pipeline, rlgen's main job: every selected model's flow as a concurrent branch, promotion, and a report."""
 
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import Command
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.registry import FAMILIES
 
 PIPELINE = Command(
@@ -10,7 +10,6 @@ PIPELINE = Command(
     summary="The main job: every selected model's flow (concurrent branches), champion promotion, and a report.",
     entrypoint="flows.pipeline.pipeline_flow",
 )
-
 
 
 def commands() -> dict[str, Command]:

@@ -10,15 +10,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from prefect.futures import PrefectFuture
 
 from rlgen.checkpoints.stop import StopRequest
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import ModelResult
-from rlgen.orchestration import cluster
+from rlgen.pipeline import cluster
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.registry import branches
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,8 @@ def run_branch(cfg: PipelineConfig, name: str, parent_id: str) -> ModelResult:
     holding its GPU's concurrency slot when it trains on CUDA (`cuda`/`auto` become the GPU it got)."""
     family, config = branches()[name][0], cfg.branch_config(name)
     with cluster.gpu_slot(config.device, turn=cfg.models.index(name)) as device:
-        result: ModelResult = family.load_flow()(config.model_copy(update={"device": device}), parent_run_id=parent_id)
-    return result
+        result = family.load_flow()(config.model_copy(update={"device": device}), parent_run_id=parent_id)
+    return cast(ModelResult, result)
 
 
 Submit = Callable[[str], PrefectFuture[Any]]  # branch name -> the future of its branch task
@@ -72,7 +72,8 @@ Submit = Callable[[str], PrefectFuture[Any]]  # branch name -> the future of its
 def run_all(cfg: PipelineConfig, submit: Submit, stop: StopRequest, poll: float = 0.5) -> list[BranchResult]:
     """Submit the branches (at most `concurrency` at a time) and collect them; a failed branch is recorded, not
     raised, so that the others finish and the report shows it. After a stop request no new branch starts."""
-    pending, running, results = list(cfg.models), {}, {}
+    pending, results = list(cfg.models), {}
+    running: dict[str, PrefectFuture[Any]] = {}
     started: dict[str, float] = {}
     while running or (pending and not stop.is_set()):
         while pending and len(running) < cfg.concurrency and not stop.is_set():
@@ -85,7 +86,9 @@ def run_all(cfg: PipelineConfig, submit: Submit, stop: StopRequest, poll: float 
                 results[name] = finish(name, future, time.perf_counter() - started.pop(name))
                 del running[name]
     for name in pending:  # not started: the user stopped the pipeline (Ctrl-C, SIGTERM)
-        results[name] = BranchResult(name, branches()[name][0].name, False, 0.0, None, "not started: the pipeline was stopped")
+        results[name] = BranchResult(
+            name, branches()[name][0].name, False, 0.0, None, "not started: the pipeline was stopped"
+        )
     return [results[name] for name in cfg.models]
 
 
@@ -103,4 +106,7 @@ def check_branches(results: list[BranchResult]) -> None:
     """Fail the pipeline (after its report) if any branch failed, naming each."""
     failed = [r for r in results if not r.ok]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(results)} pipeline models failed: " + "; ".join(f"{r.name}: {r.error}" for r in failed))
+        raise RuntimeError(
+            f"{len(failed)} of {len(results)} pipeline models failed: "
+            + "; ".join(f"{r.name}: {r.error}" for r in failed)
+        )

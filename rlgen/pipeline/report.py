@@ -11,9 +11,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import ModelResult
 from rlgen.pipeline.branches import BranchResult
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.registry import family
 from rlgen.tracking.artifacts import download, list_artifacts, log_text, temp_dir
 from rlgen.tracking.runs import get_run
@@ -73,8 +73,10 @@ def markdown(cfg: PipelineConfig, parent_id: str, table: list[Row]) -> str:
             continue
         alias = f"**{row['alias']}**" if row["alias"] == "champion" else row["alias"]
         lines.append(
-            f"| {row['name']} | ok | {row['minutes']:.1f} | {row.get('model', '')} | {alias} | {row.get('primary', '')} | "
-            f"{row.get('champion_before', '')} | {row.get('metrics', '')} | [{row.get('run_id', '')[:8]}]({row.get('link', '')}) |"
+            f"| {row['name']} | ok | {row['minutes']:.1f} | {row.get('model', '')} | {alias} | "
+            f"{row.get('primary', '')} | "
+            f"{row.get('champion_before', '')} | {row.get('metrics', '')} | "
+            f"[{row.get('run_id', '')[:8]}]({row.get('link', '')}) |"
         )
     changes = [f"- {r['model']}: {r['reason']}" for r in table if r["ok"] and r.get("alias") == "champion"]
     lines += ["", "## Champion changes", "", *(changes or ["- none: every new version is a challenger"])]
@@ -86,18 +88,21 @@ def html_report(text: str, table: list[Row]) -> str:
     cells = []
     for row in table:
         picture = _picture(row["run_id"]) if row.get("run_id") else ""
+        link = f'<a href="{html.escape(row.get("link", ""))}">{html.escape(row.get("run_id", "")[:8])}</a>'
+        texts = [row["name"], "ok" if row["ok"] else "failed", str(row.get("model", "")), row.get("alias", "")]
+        texts += [row.get("primary", ""), row.get("metrics", "") or row["error"]]
         cells.append(
-            f"<tr><td>{html.escape(row['name'])}</td><td>{'ok' if row['ok'] else 'failed'}</td>"
-            f"<td>{html.escape(str(row.get('model', '')))}</td><td>{html.escape(row.get('alias', ''))}</td>"
-            f"<td>{html.escape(row.get('primary', ''))}</td><td>{html.escape(row.get('metrics', '') or row['error'])}</td>"
-            f"<td><a href=\"{html.escape(row.get('link', ''))}\">{html.escape(row.get('run_id', '')[:8])}</a></td><td>{picture}</td></tr>"
+            "<tr>" + "".join(f"<td>{html.escape(t)}</td>" for t in texts) + f"<td>{link}</td><td>{picture}</td></tr>"
         )
     title = html.escape(text.splitlines()[0].lstrip("# "))
     return (
-        f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;vertical-align:top}</style></head><body>"
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;vertical-align:top}</style>"
+        "</head><body>"
         f"<h1>{title}</h1><pre>{html.escape(text)}</pre><table><tr><th>model</th><th>status</th><th>registered</th>"
-        "<th>alias</th><th>primary metric</th><th>metrics</th><th>run</th><th>samples</th></tr>" + "".join(cells) + "</table></body></html>"
+        "<th>alias</th><th>primary metric</th><th>metrics</th><th>run</th><th>samples</th></tr>"
+        + "".join(cells)
+        + "</table></body></html>"
     )
 
 

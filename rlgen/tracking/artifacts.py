@@ -6,12 +6,12 @@ import functools
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
-from rlgen.plots import save_grid
 from rlgen.tracking.store import client, tracking_uri
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def safe_artifact_path(path: str | None) -> str | None:
@@ -20,7 +20,9 @@ def safe_artifact_path(path: str | None) -> str | None:
         return None
     parts = path.replace("\\", "/").split("/")
     if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path) or ".." in parts:
-        raise ValueError(f"artifact path {path!r} would leave the run's artifact folder; use a relative path without '..'")
+        raise ValueError(
+            f"artifact path {path!r} would leave the run's artifact folder; use a relative path without '..'"
+        )
     return path
 
 
@@ -47,6 +49,8 @@ def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> s
 
 def log_image(run_id: str, images: Tensor, artifact_file: str, nrow: int = 10) -> None:
     """A PNG grid of images (B, C, H, W) in [0, 1]."""
+    from rlgen.plots import save_grid  # matplotlib and torch: only when a grid is logged
+
     folder, _, name = artifact_file.rpartition("/")
     with temp_dir() as tmp:
         log_artifact(run_id, save_grid(images, Path(tmp) / name, nrow), folder or None)

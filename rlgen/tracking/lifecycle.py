@@ -11,7 +11,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect.runtime import flow_run, task_run
@@ -33,7 +33,7 @@ from rlgen.tracking.runs import (
 
 def run_name(cfg: RunConfig, subject: str) -> str:
     """Names that sort by time: `dqn-CartPole-v1-s1-20261122T120000`."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"{subject}-s{cfg.seed}-{stamp}"
 
 
@@ -41,10 +41,20 @@ def prefect_tags() -> dict[str, str]:
     """The Prefect flow run (and task run, inside one) this MLflow run belongs to; empty outside a flow run."""
     if flow_run.id is None:
         return {}
-    tags = {"prefect.flow_run_id": str(flow_run.id), "prefect.flow_run_name": str(flow_run.name), "prefect.flow_name": str(flow_run.flow_name)}
+    tags = {
+        "prefect.flow_run_id": str(flow_run.id),
+        "prefect.flow_run_name": str(flow_run.name),
+        "prefect.flow_name": str(flow_run.flow_name),
+    }
     if task_run.id is not None:
         tags |= {"prefect.task_run_id": str(task_run.id), "prefect.task_run_name": str(task_run.name)}
     return tags
+
+
+def tag_task_run(run_id: str) -> None:
+    """Link the Prefect task run this code runs in to an MLflow run: `prefect.task_run.<task name>` = its id."""
+    if task_run.id is not None:
+        set_tags(run_id, {f"prefect.task_run.{task_run.task_name}": str(task_run.id)})
 
 
 def worker() -> str:
@@ -53,7 +63,9 @@ def worker() -> str:
 
 
 @contextmanager
-def tracked_run(cfg: RunConfig, subject: str, parent_id: str | None = None, role: str = "flow", resume: str | None = None) -> Iterator[str]:
+def tracked_run(
+    cfg: RunConfig, subject: str, parent_id: str | None = None, role: str = "flow", resume: str | None = None
+) -> Iterator[str]:
     """Open an MLflow run for `cfg` with its params, config.json and Prefect tags; yield its id.
 
     With `resume` (a training run's id), the training run itself (role "train") or its parent (role
@@ -91,11 +103,16 @@ def resume_target(config_cls: type[TrainConfig], run_id: str) -> tuple[TrainConf
         raise ConfigError(f"cannot resume: {err}. `rlgen runs` lists the runs of this store.") from None
     family = found.data.tags.get("rlgen.family")
     if family != config_cls.family:
-        raise ConfigError(f"cannot resume run {run_id}: it is a {family or 'non-rlgen'} run, not a {config_cls.family} run.")
+        raise ConfigError(
+            f"cannot resume run {run_id}: it is a {family or 'non-rlgen'} run, not a {config_cls.family} run."
+        )
     if found.data.tags.get("rlgen.role") == "flow":
         trains = [r for r in child_runs(run_id) if r.data.tags.get("rlgen.role") == "train"]
         if not trains:
-            raise ConfigError(f"cannot resume run {run_id}: it has no training run (it failed before training started); start a new run.")
+            raise ConfigError(
+                f"cannot resume run {run_id}: it has no training run (it failed before training started); start a new "
+                "run."
+            )
         found = trains[-1]
     train_id = found.info.run_id
     if found.info.status == "FINISHED":
@@ -103,13 +120,16 @@ def resume_target(config_cls: type[TrainConfig], run_id: str) -> tuple[TrainConf
     checkpoint = run_checkpoint_path(train_id)
     if not checkpoint.is_file():
         raise ConfigError(
-            f"cannot resume run {train_id}: it has no checkpoint at {checkpoint} (it stopped before its first checkpoint, "
+            f"cannot resume run {train_id}: it has no checkpoint at {checkpoint} (it stopped before its first "
+            "checkpoint, "
             "or ran on another machine or with another RLGEN_HOME); start a new run."
         )
     try:
         load_checkpoint(checkpoint)
     except ValueError as err:
-        raise ConfigError(f"cannot resume run {train_id}: {err}. Delete it to start the run's training over, or start a new run.") from None
+        raise ConfigError(
+            f"cannot resume run {train_id}: {err}. Delete it to start the run's training over, or start a new run."
+        ) from None
     with temp_dir() as tmp:
         stored = json.loads(Path(download(train_id, "config.json", Path(tmp))).read_text())
     return validate_config(config_cls, stored), train_id

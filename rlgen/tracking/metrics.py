@@ -29,7 +29,9 @@ class MetricLogger:
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._client = client()
-        self._thread = threading.Thread(target=self._send_periodically, name=f"mlflow-metrics-{run_id[:8]}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._send_periodically, name=f"mlflow-metrics-{run_id[:8]}", daemon=True
+        )
         self._thread.start()
 
     def __call__(self, step: int, metrics: dict[str, float]) -> None:

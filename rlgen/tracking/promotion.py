@@ -59,13 +59,23 @@ def beats(value: float, incumbent: float, higher_is_better: bool) -> bool:
     return value > incumbent if higher_is_better else value < incumbent
 
 
-def decide(primary: Primary, value: float, evaluation: str, champion_tags: dict[str, str] | None) -> tuple[bool, float | None, str]:
+def decide(
+    primary: Primary, value: float, evaluation: str, champion_tags: dict[str, str] | None
+) -> tuple[bool, float | None, str]:
     """(promote?, the champion's value, why) for a new version against the current champion's tags."""
     if champion_tags is None:
-        return math.isfinite(value), None, "first version" if math.isfinite(value) else f"{primary.metric} is not finite"
+        return (
+            math.isfinite(value),
+            None,
+            "first version" if math.isfinite(value) else f"{primary.metric} is not finite",
+        )
     incumbent = float(champion_tags.get("rlgen.primary_value", "nan"))
     if champion_tags.get("rlgen.evaluation") != evaluation:
-        return False, incumbent, "the champion was evaluated differently; compare them on one evaluation, or set the alias by hand"
+        return (
+            False,
+            incumbent,
+            "the champion was evaluated differently; compare them on one evaluation, or set the alias by hand",
+        )
     if beats(value, incumbent, primary.higher_is_better):
         return True, incumbent, f"{primary.metric} {value:.6g} beats the champion's {incumbent:.6g}"
     return False, incumbent, f"{primary.metric} {value:.6g} does not beat the champion's {incumbent:.6g}"
@@ -81,7 +91,16 @@ def promote(version: ModelVersion, primary: Primary, metrics: dict[str, float], 
         champion = alias_version(version.name, CHAMPION)
         promote_it, incumbent, reason = decide(primary, value, evaluation, dict(champion.tags) if champion else None)
         alias = CHAMPION if promote_it else CHALLENGER
-        decision = Decision(version.name, version.version, alias, primary.metric, value, str(champion.version) if champion else None, incumbent, reason)
+        decision = Decision(
+            version.name,
+            version.version,
+            alias,
+            primary.metric,
+            value,
+            str(champion.version) if champion else None,
+            incumbent,
+            reason,
+        )
         tags = {**decision.as_tags(), "rlgen.evaluation": evaluation}
         decided = tags.pop(DECIDED)
         tag_version(version.name, version.version, tags)

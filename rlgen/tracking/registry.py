@@ -59,7 +59,14 @@ def wait_for_earlier_versions(name: str, version: str, tag: str, marker: str = "
         if not waiting:
             return
         if time.monotonic() > deadline:
-            log.warning("%s/%s: going on without version(s) %s, still without tag %s after %.0f s", name, version, ", ".join(waiting), tag, window)
+            log.warning(
+                "%s/%s: going on without version(s) %s, still without tag %s after %.0f s",
+                name,
+                version,
+                ", ".join(waiting),
+                tag,
+                window,
+            )
             return
         time.sleep(1.0)
 
@@ -109,6 +116,8 @@ def resolve_model(reference: str) -> tuple[str, str | None]:
                 version = mlflow.get_model_version(name, model.aliases["champion"])
             else:
                 version = max(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        if version.run_id is None:
+            raise LookupError(f"{name} version {version.version} has no run: it was not registered by rlgen")
         run_root = str(mlflow.get_run(version.run_id).info.artifact_uri).rstrip("/") + "/"
         return version.run_id, str(version.source).removeprefix(run_root)
     except (MlflowException, ValueError):
@@ -119,8 +128,12 @@ def resolve_model(reference: str) -> tuple[str, str | None]:
         registered = {m.name: m for m in mlflow.search_registered_models()}
         known = ", ".join(sorted(registered)) or "none yet"
         if name in registered and (alias or number):  # the model exists; its alias or version does not
-            aliases = ", ".join(f"{a} (version {v})" for a, v in sorted((registered[name].aliases or {}).items())) or "none"
-            numbers = ", ".join(sorted((str(v.version) for v in mlflow.search_model_versions(f"name='{name}'")), key=int))
+            aliases = (
+                ", ".join(f"{a} (version {v})" for a, v in sorted((registered[name].aliases or {}).items())) or "none"
+            )
+            numbers = ", ".join(
+                sorted((str(v.version) for v in mlflow.search_model_versions(f"name='{name}'")), key=int)
+            )
             known = f"{known}; {name} has aliases: {aliases}; versions: {numbers}"
         raise LookupError(
             f"No registered model or run called {reference!r} in {mask_secrets(tracking_uri())}; "

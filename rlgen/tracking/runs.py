@@ -22,7 +22,11 @@ MAX_PARAM_LENGTH = 6000
 
 @contextmanager
 def run(
-    experiment: str, name: str, tags: dict[str, str] | None = None, parent_id: str | None = None, reopen: str | None = None
+    experiment: str,
+    name: str,
+    tags: dict[str, str] | None = None,
+    parent_id: str | None = None,
+    reopen: str | None = None,
 ) -> Iterator[str]:
     """Open a run (a child of `parent_id` if given), or `reopen` an existing one; yield its id; always close it.
 
@@ -66,7 +70,9 @@ def child_runs(run_id: str) -> list[Run]:
     mlflow = client()
     parent = mlflow.get_run(run_id)
     found = mlflow.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'", order_by=["attributes.start_time ASC"]
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{PARENT_TAG}` = '{run_id}'",
+        order_by=["attributes.start_time ASC"],
     )
     return list(found)
 
@@ -127,7 +133,14 @@ def recent_runs(limit: int = 20) -> list[RunRow]:
         return []
     runs = mlflow.search_runs(experiments, filter_string="", max_results=limit, order_by=["attributes.start_time DESC"])
     return [
-        RunRow(r.info.run_id, r.info.run_name or "", r.info.status, r.info.start_time, r.data.tags.get(PARENT_TAG), dict(r.data.metrics))
+        RunRow(
+            r.info.run_id,
+            r.info.run_name or "",
+            r.info.status,
+            r.info.start_time,
+            r.data.tags.get(PARENT_TAG),
+            dict(r.data.metrics),
+        )
         for r in runs
     ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -57,7 +57,7 @@ class _Means:
         self.counts: dict[str, int] = {}
         self.logged = 0
 
-    def add(self, stats: dict[str, Tensor | float]) -> None:
+    def add(self, stats: Mapping[str, Tensor | float]) -> None:
         for key, value in stats.items():
             value = value.detach() if isinstance(value, Tensor) else value
             self.sums[key] = self.sums[key] + value if key in self.sums else value
@@ -69,7 +69,11 @@ class _Means:
         return means
 
     def state(self) -> dict[str, Any]:
-        return {"sums": {k: v.cpu() if isinstance(v, Tensor) else v for k, v in self.sums.items()}, "counts": dict(self.counts), "logged": self.logged}
+        return {
+            "sums": {k: v.cpu() if isinstance(v, Tensor) else v for k, v in self.sums.items()},
+            "counts": dict(self.counts),
+            "logged": self.logged,
+        }
 
     def load(self, state: dict[str, Any], device: torch.device) -> None:
         self.sums = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in state["sums"].items()}
@@ -103,10 +107,18 @@ class _Checkpoint:
         step = self.trainer.steps
         for key, module in self.trainer.modules().items():
             if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
-                raise NonFiniteParameters(f"{self.trainer.name}: the parameters of {key!r} are not finite at step {step}")
+                raise NonFiniteParameters(
+                    f"{self.trainer.name}: the parameters of {key!r} are not finite at step {step}"
+                )
         flush()
-        payload = {"run_id": self.run_id, "step": step, "trainer": self.trainer.state_dict(), "rng": rng_state(),
-                   "curves": dict(recorder.history), "driver": means.state()}
+        payload = {
+            "run_id": self.run_id,
+            "step": step,
+            "trainer": self.trainer.state_dict(),
+            "rng": rng_state(),
+            "curves": dict(recorder.history),
+            "driver": means.state(),
+        }
         save_checkpoint(self.path, payload)
         self.last_step = step
 
@@ -173,8 +185,14 @@ def drive(
 
 
 def _loop(
-    trainer: Trainer, run_id: str, checkpoint: _Checkpoint, recorder: MetricRecorder, means: _Means,
-    logger: MetricLogger, on_metrics: MetricsCallback, stop: StopRequest,
+    trainer: Trainer,
+    run_id: str,
+    checkpoint: _Checkpoint,
+    recorder: MetricRecorder,
+    means: _Means,
+    logger: MetricLogger,
+    on_metrics: MetricsCallback,
+    stop: StopRequest,
 ) -> None:
     while not trainer.done():
         try:
@@ -212,7 +230,13 @@ def _record(run_id: str, step: int, report: Report, on_metrics: MetricsCallback)
 
 
 def _rollback(
-    trainer: Trainer, run_id: str, checkpoint: _Checkpoint, recorder: MetricRecorder, means: _Means, logger: MetricLogger, reason: str
+    trainer: Trainer,
+    run_id: str,
+    checkpoint: _Checkpoint,
+    recorder: MetricRecorder,
+    means: _Means,
+    logger: MetricLogger,
+    reason: str,
 ) -> None:
     """Go back to the last checkpoint with half the learning rate.
 
@@ -227,7 +251,8 @@ def _rollback(
             group["lr"] *= 0.5
             rates.append(group["lr"])
     logger.resync()
-    note = f"{reason}; rolled back to step {payload['step']} with learning rate(s) {', '.join(f'{r:.3g}' for r in rates)}"
+    note = (
+        f"{reason}; rolled back to step {payload['step']} with learning rate(s) {', '.join(f'{r:.3g}' for r in rates)}"
+    )
     set_tags(run_id, {"rlgen.rollback": note})
     log.warning("%s: %s", trainer.name, note)
-

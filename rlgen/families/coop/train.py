@@ -48,7 +48,14 @@ class CoopTrainer(ImageTrainer):
 
     shown = ("train/f_real", "train/recon_mse")
 
-    def __init__(self, cfg: CoopConfig, data: dict[str, Tensor], generator: nn.Module, descriptor: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: CoopConfig,
+        data: dict[str, Tensor],
+        generator: nn.Module,
+        descriptor: nn.Module,
+        device: torch.device,
+    ) -> None:
         super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
         self.name, self.cfg, self.device = cfg.registered_name, cfg, device
         self.generator, self.descriptor = generator, descriptor
@@ -83,7 +90,9 @@ class CoopTrainer(ImageTrainer):
         langevin.calibrate_batch_norm(self.generator, self.cfg.latent_dim, self.device)
 
 
-def trainer(cfg: CoopConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> CoopTrainer:
+def trainer(
+    cfg: CoopConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+) -> CoopTrainer:
     return CoopTrainer(cfg, load_prepared(prepared.path, device), modules["generator"], modules["descriptor"], device)
 
 
@@ -92,8 +101,11 @@ def curves(history: dict[str, Series]) -> Panels:
     return score_curves(history) | fit
 
 
-def evaluate(cfg: CoopConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str) -> dict[str, float]:
-    """FID-LeNet and the class histogram of the generator's samples, and of the same samples revised by the descriptor."""
+def evaluate(
+    cfg: CoopConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str
+) -> dict[str, float]:
+    """FID-LeNet and the class histogram of the generator's samples, and of the same samples revised by the
+    descriptor."""
     set_tags(run_id, {"rlgen.metric_notes": GAP_NOTE})
     generator, descriptor = trained.modules["generator"], trained.modules["descriptor"]
     assert isinstance(generator, gan.Generator)

@@ -42,7 +42,9 @@ class DescriptorTrainer(ImageTrainer):
 
     shown = ("train/f_real", "train/f_synth")
 
-    def __init__(self, cfg: DescriptorConfig, data: dict[str, Tensor], descriptor: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, cfg: DescriptorConfig, data: dict[str, Tensor], descriptor: nn.Module, device: torch.device
+    ) -> None:
         super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
         self.name, self.cfg, self.descriptor = cfg.registered_name, cfg, descriptor
         self.optimizer = adam(descriptor, cfg.descriptor_lr)
@@ -73,7 +75,9 @@ class DescriptorTrainer(ImageTrainer):
         return {"mean_image": self.mean_image, **chains}
 
 
-def trainer(cfg: DescriptorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> DescriptorTrainer:
+def trainer(
+    cfg: DescriptorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+) -> DescriptorTrainer:
     return DescriptorTrainer(cfg, load_prepared(prepared.path, device), modules["descriptor"], device)
 
 
@@ -81,7 +85,9 @@ def curves(history: dict[str, Series]) -> Panels:
     return score_curves(history)
 
 
-def evaluate(cfg: DescriptorConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str) -> dict[str, float]:
+def evaluate(
+    cfg: DescriptorConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str
+) -> dict[str, float]:
     """FID-LeNet and the class histogram of Langevin samples from fresh chains, as the other image models."""
     set_tags(run_id, {"rlgen.metric_notes": GAP_NOTE})
     descriptor = trained.modules["descriptor"]

@@ -32,10 +32,14 @@ class DQNConfig(TrainConfig):
     learning_starts: int = Field(1_000, ge=0, description="Random-policy steps before the first update.")
     buffer_size: int = Field(100_000, gt=0, description="Replay memory capacity; the oldest drop out.")
     checkpoint_every: int = Field(
-        5_000, ge=0, description="Write a resumable checkpoint every N environment steps (0: only when stopped by Ctrl-C or SIGTERM)."
+        5_000,
+        ge=0,
+        description="Write a resumable checkpoint every N environment steps (0: only when stopped by Ctrl-C or "
+        "SIGTERM).",
     )
     checkpoint_replay: bool = Field(
-        False, description="Put the replay memory in checkpoints (large for pixels); without it a resumed run refills it."
+        False,
+        description="Put the replay memory in checkpoints (large for pixels); without it a resumed run refills it.",
     )
     batch_size: int = Field(64, gt=0, description="Transitions per gradient step.")
     train_every: int = Field(256, gt=0, description="Environment steps between rounds of updates.")
@@ -44,25 +48,19 @@ class DQNConfig(TrainConfig):
     lr: float = Field(2.3e-3, gt=0.0, description="Adam learning rate.")
     hidden: int = Field(256, gt=0, description="Width of the Q-network's hidden layers (state mode).")
     max_grad_norm: float = Field(10.0, gt=0.0, description="Gradient clipping by global norm.")
-    target_update_every: int = Field(
-        256, gt=0, description="Environment steps between target-network updates."
-    )
+    target_update_every: int = Field(256, gt=0, description="Environment steps between target-network updates.")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="Target update rate; 1.0 is a hard copy.")
     double_dqn: bool = Field(False, description="Double DQN targets (van Hasselt et al. 2016).")
     eps_start: float = Field(1.0, ge=0.0, le=1.0, description="Initial exploration epsilon.")
     eps_end: float = Field(0.04, ge=0.0, le=1.0, description="Final exploration epsilon.")
-    eps_decay_steps: int = Field(
-        8_000, gt=0, description="Environment steps over which epsilon decays linearly."
-    )
+    eps_decay_steps: int = Field(8_000, gt=0, description="Environment steps over which epsilon decays linearly.")
 
     eval_episodes: int = Field(100, gt=0, description="Greedy episodes of the final evaluation.")
     eval_every: int = Field(
         2_500, ge=0, description="Steps between validation evaluations that pick the best policy; 0: never."
     )
     val_episodes: int = Field(20, gt=0, description="Greedy episodes of each validation evaluation.")
-    stop_when_solved: bool = Field(
-        True, description="Stop once a validation evaluation reaches the solve threshold."
-    )
+    stop_when_solved: bool = Field(True, description="Stop once a validation evaluation reaches the solve threshold.")
     solve_threshold: float | None = Field(
         None, description="Mean return that counts as solved; default: the environment's own."
     )
@@ -72,8 +70,7 @@ class DQNConfig(TrainConfig):
     def _consistent(self) -> DQNConfig:
         if self.eps_end > self.eps_start:
             raise ValueError(
-                f"epsilon must not go up: eps_start={self.eps_start} < eps_end={self.eps_end}; "
-                "set eps_end <= eps_start"
+                f"epsilon must not go up: eps_start={self.eps_start} < eps_end={self.eps_end}; set eps_end <= eps_start"
             )
         if self.buffer_size < self.batch_size:
             raise ValueError(

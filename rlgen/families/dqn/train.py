@@ -73,21 +73,37 @@ class DQNTrainer(Trainer):
         if self.obs is None:
             self.obs, _ = self.envs.reset(seed=[cfg.seed + self.steps + i for i in range(n)])
         epsilon = dqn.linear_epsilon(self.steps, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
-        actions = dqn.select_actions(self.q_network, self.obs, epsilon, int(self.envs.single_action_space.n), self.rng)
+        actions = dqn.select_actions(self.q_network, self.obs, epsilon, self.spec.n_actions, self.rng)
         self.obs, rewards, done = dqn.collect(self.envs, self.obs, actions, self.memory)
         self.steps += n
         self.episode_return += rewards
         self.episode_length += 1
         for i in np.flatnonzero(done):
             self.episodes += 1
-            episode = {"rl/episodic_return": float(self.episode_return[i]), "rl/episode_length": float(self.episode_length[i]), "rl/epsilon": epsilon}
+            episode = {
+                "rl/episodic_return": float(self.episode_return[i]),
+                "rl/episode_length": float(self.episode_length[i]),
+                "rl/epsilon": epsilon,
+            }
             self._reports.append(Report(episode))
             self.episode_return[i], self.episode_length[i] = 0.0, 0
         stats: dict[str, Tensor] = {}
-        if self.steps >= cfg.learning_starts and self.steps % cfg.train_every < n and len(self.memory) >= cfg.batch_size:
+        if (
+            self.steps >= cfg.learning_starts
+            and self.steps % cfg.train_every < n
+            and len(self.memory) >= cfg.batch_size
+        ):
             for _ in range(cfg.gradient_steps):
                 batch = self.memory.sample(cfg.batch_size, self.device)
-                stats = dqn.td_update(self.q_network, self.target_network, self.optimizer, batch, cfg.gamma, cfg.double_dqn, cfg.max_grad_norm)
+                stats = dqn.td_update(
+                    self.q_network,
+                    self.target_network,
+                    self.optimizer,
+                    batch,
+                    cfg.gamma,
+                    cfg.double_dqn,
+                    cfg.max_grad_norm,
+                )
                 check_finite(stats, self.steps)  # every gradient step, not only the round's last
                 self.updates += 1
             stats["rl/epsilon"] = torch.tensor(epsilon)
@@ -128,9 +144,15 @@ class DQNTrainer(Trainer):
 
     def loop_state(self) -> dict[str, Any]:
         return {
-            "steps": self.steps, "episodes": self.episodes, "updates": self.updates, "solved_step": self.solved_step,
-            "solved": self.solved, "best": self.best, "target": self.target_network.state_dict(),
-            "memory": self.memory.state_dict(with_transitions=self.cfg.checkpoint_replay), "rng": self.rng.bit_generator.state,
+            "steps": self.steps,
+            "episodes": self.episodes,
+            "updates": self.updates,
+            "solved_step": self.solved_step,
+            "solved": self.solved,
+            "best": self.best,
+            "target": self.target_network.state_dict(),
+            "memory": self.memory.state_dict(with_transitions=self.cfg.checkpoint_replay),
+            "rng": self.rng.bit_generator.state,
         }
 
     def load_loop_state(self, state: dict[str, Any]) -> None:
@@ -152,7 +174,10 @@ class DQNTrainer(Trainer):
 
     def summary(self, seconds: float, first_step: int) -> dict[str, float]:
         figures = {
-            "train/steps": self.steps, "train/episodes": self.episodes, "train/updates": self.updates, "train/seconds": seconds,
+            "train/steps": self.steps,
+            "train/episodes": self.episodes,
+            "train/updates": self.updates,
+            "train/seconds": seconds,
             "perf/steps_per_sec": (self.steps - first_step) / seconds,
         }
         if self.solved_step is not None:
@@ -169,7 +194,11 @@ def trainer(cfg: DQNConfig, spec: EnvSpec, modules: dict[str, nn.Module], device
 def curves(history: dict[str, Series]) -> Panels:
     returns = history.get("rl/episodic_return", [])
     return {
-        "return": {"episode": returns, "mean of last 20": moving_average(returns, 20), "validation (greedy)": history.get("val/mean_return", [])},
+        "return": {
+            "episode": returns,
+            "mean of last 20": moving_average(returns, 20),
+            "validation (greedy)": history.get("val/mean_return", []),
+        },
         "Huber loss": {"train/loss": history.get("train/loss", [])},
         "epsilon": {"rl/epsilon": history.get("rl/epsilon", [])},
     }
@@ -188,10 +217,16 @@ def evaluate(cfg: DQNConfig, spec: EnvSpec, trained: Loaded, context: None, run_
     threshold = spec.solve_threshold
     solved = threshold is not None and float(returns.mean()) >= threshold
     metrics = {
-        "eval/mean_return": float(returns.mean()), "eval/std_return": float(returns.std()), "eval/min_return": float(returns.min()),
-        "eval/max_return": float(returns.max()), "eval/episodes": float(len(returns)), "eval/solved": float(solved),
+        "eval/mean_return": float(returns.mean()),
+        "eval/std_return": float(returns.std()),
+        "eval/min_return": float(returns.min()),
+        "eval/max_return": float(returns.max()),
+        "eval/episodes": float(len(returns)),
+        "eval/solved": float(solved),
     }
-    log_dict(run_id, {"solve_threshold": threshold, "seeds": seeds, "returns": returns.tolist()}, "evaluation/returns.json")
+    log_dict(
+        run_id, {"solve_threshold": threshold, "seeds": seeds, "returns": returns.tolist()}, "evaluation/returns.json"
+    )
     with temp_dir() as tmp:
         title = f"Greedy returns over {len(returns)} episodes"
         log_artifact(run_id, histogram(returns, Path(tmp) / "eval_returns.png", title, "return"), "evaluation")
@@ -205,8 +240,18 @@ def export(cfg: DQNConfig, spec: EnvSpec, trained: Loaded) -> ExportSpec:
         inputs = torch.randint(0, 256, (64, *spec.obs_shape), dtype=torch.uint8, generator=generator)
     else:
         inputs = torch.randn(64, *spec.obs_shape, generator=generator)
-    metadata = {"env": env_settings(cfg), "obs_shape": list(spec.obs_shape), "n_actions": spec.n_actions, "solve_threshold": spec.solve_threshold}
+    metadata = {
+        "env": env_settings(cfg),
+        "obs_shape": list(spec.obs_shape),
+        "n_actions": spec.n_actions,
+        "solve_threshold": spec.solve_threshold,
+    }
     return ExportSpec(
-        dqn.GreedyPolicy(trained.modules["q_network"]), (inputs,), metadata, folder="policy", stem="policy",
-        methods=("q_values", "forward"), exact={"forward": "actions"},
+        dqn.GreedyPolicy(trained.modules["q_network"]),
+        (inputs,),
+        metadata,
+        folder="policy",
+        stem="policy",
+        methods=("q_values", "forward"),
+        exact={"forward": "actions"},
     )

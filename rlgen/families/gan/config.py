@@ -21,7 +21,9 @@ class GANConfig(ImageConfig):
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate of both networks.")
     beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 (0.5 as in DCGAN).")
     g_steps: int = Field(1, ge=1, le=10, description="Generator steps per discriminator step.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="One-sided label smoothing: real targets are 1 - this.")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=0.5, description="One-sided label smoothing: real targets are 1 - this."
+    )
     grid_size: int = Field(64, gt=0, le=256, description="Images in the fixed-noise grid logged every epoch.")
 
     @property

@@ -29,7 +29,10 @@ __all__ = ["DOMAIN", "build", "curves", "evaluate", "export", "trainer"]
 def build(cfg: GANConfig, prepared: PreparedData) -> dict[str, nn.Module]:
     """Generator and discriminator, both conditional for cgan."""
     classes = n_classes(cfg) if cfg.conditional else 0
-    return {"generator": gan.Generator(cfg.latent_dim, n_classes=classes), "discriminator": gan.Discriminator(n_classes=classes)}
+    return {
+        "generator": gan.Generator(cfg.latent_dim, n_classes=classes),
+        "discriminator": gan.Discriminator(n_classes=classes),
+    }
 
 
 class GANTrainer(ImageTrainer):
@@ -37,20 +40,33 @@ class GANTrainer(ImageTrainer):
 
     shown = ("train/d_loss", "train/g_loss")
 
-    def __init__(self, cfg: GANConfig, data: dict[str, Tensor], generator: gan.Generator, discriminator: gan.Discriminator, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: GANConfig,
+        data: dict[str, Tensor],
+        generator: gan.Generator,
+        discriminator: gan.Discriminator,
+        device: torch.device,
+    ) -> None:
         super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
         self.name, self.cfg, self.generator, self.discriminator = cfg.registered_name, cfg, generator, discriminator
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-        self.fixed_z = torch.randn(cfg.grid_size, cfg.latent_dim, generator=torch.Generator(device=device).manual_seed(cfg.seed), device=device)
+        self.fixed_z = torch.randn(
+            cfg.grid_size, cfg.latent_dim, generator=torch.Generator(device=device).manual_seed(cfg.seed), device=device
+        )
         self.fixed_y = torch.arange(cfg.grid_size, device=device) % n_classes(cfg)
 
     def train_batch(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         labels = y if self.cfg.conditional else None
         real_label = 1.0 - self.cfg.label_smoothing
-        stats = gan.discriminator_step(self.generator, self.discriminator, self.opt_d, x, labels, self.cfg.latent_dim, real_label)
+        stats = gan.discriminator_step(
+            self.generator, self.discriminator, self.opt_d, x, labels, self.cfg.latent_dim, real_label
+        )
         for _ in range(self.cfg.g_steps):  # the seed notes G may need more updates than D
-            stats |= gan.generator_step(self.generator, self.discriminator, self.opt_g, len(x), labels, self.cfg.latent_dim)
+            stats |= gan.generator_step(
+                self.generator, self.discriminator, self.opt_g, len(x), labels, self.cfg.latent_dim
+            )
         return stats
 
     def end_of_epoch(self, epoch: int) -> Report:
@@ -80,9 +96,11 @@ def curves(history: dict[str, Series]) -> Panels:
     }
 
 
-def evaluate(cfg: GANConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str) -> dict[str, float]:
+def evaluate(
+    cfg: GANConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str
+) -> dict[str, float]:
     """FID-LeNet with its floor, class histogram, conditional accuracy; sample and interpolation grids."""
-    export = gan.GeneratorExport(trained.modules["generator"])
+    export = gan.GeneratorExport(_generator(trained.modules))
     device = next(export.parameters()).device
     metrics = evaluate_samples(cfg, prepared, evaluator, export, cfg.latent_dim, device)
     log_sample_grid(run_id, export, cfg.latent_dim, cfg.conditional, device, cfg.seed)
@@ -99,4 +117,10 @@ def evaluate(cfg: GANConfig, prepared: PreparedData, trained: Loaded, evaluator:
 def export(cfg: GANConfig, prepared: PreparedData, trained: Loaded) -> ExportSpec:
     """The generator (z, y) -> images in [0, 1]."""
     metadata = image_metadata(cfg, latent_dim=cfg.latent_dim, module="generator")
-    return ExportSpec(gan.GeneratorExport(trained.modules["generator"]), generator_inputs(cfg, cfg.latent_dim), metadata)
+    return ExportSpec(gan.GeneratorExport(_generator(trained.modules)), generator_inputs(cfg, cfg.latent_dim), metadata)
+
+
+def _generator(modules: dict[str, nn.Module]) -> gan.Generator:
+    generator = modules["generator"]
+    assert isinstance(generator, gan.Generator)
+    return generator

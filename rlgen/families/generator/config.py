@@ -14,4 +14,6 @@ class GeneratorConfig(GeneratorKeys, LangevinConfig):
 
     family: ClassVar[str] = "generator"
 
-    epochs: int = Field(8, gt=0, description="Passes over the training images (longer runs drift the latents from the prior).")
+    epochs: int = Field(
+        8, gt=0, description="Passes over the training images (longer runs drift the latents from the prior)."
+    )

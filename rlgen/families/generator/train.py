@@ -42,10 +42,14 @@ class GeneratorTrainer(ImageTrainer):
 
     shown = ("train/recon_mse",)
 
-    def __init__(self, cfg: GeneratorConfig, data: dict[str, Tensor], generator: nn.Module, device: torch.device) -> None:
+    def __init__(
+        self, cfg: GeneratorConfig, data: dict[str, Tensor], generator: nn.Module, device: torch.device
+    ) -> None:
         n = data["train_images"].shape[0]
         # the loop hands each step the batch's "labels": here the images' row numbers, to look up their z
-        super().__init__(data["train_images"], torch.arange(n, device=device), cfg.batch_size, cfg.epochs, cfg.max_steps)
+        super().__init__(
+            data["train_images"], torch.arange(n, device=device), cfg.batch_size, cfg.epochs, cfg.max_steps
+        )
         self.name, self.cfg, self.generator, self.device = cfg.registered_name, cfg, generator, device
         self.optimizer = adam(generator, cfg.generator_lr)
         self.latents = torch.randn(n, cfg.latent_dim, device=device)  # one z per training image, for the whole run
@@ -75,15 +79,22 @@ class GeneratorTrainer(ImageTrainer):
         langevin.calibrate_batch_norm(self.generator, self.cfg.latent_dim, self.device)
 
 
-def trainer(cfg: GeneratorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> GeneratorTrainer:
+def trainer(
+    cfg: GeneratorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+) -> GeneratorTrainer:
     return GeneratorTrainer(cfg, load_prepared(prepared.path, device), modules["generator"], device)
 
 
 def curves(history: dict[str, Series]) -> Panels:
-    return {"reconstruction (per pixel)": {"mse": history.get("train/recon_mse", [])}, "generator loss": {"loss": history.get("train/g_loss", [])}}
+    return {
+        "reconstruction (per pixel)": {"mse": history.get("train/recon_mse", [])},
+        "generator loss": {"loss": history.get("train/g_loss", [])},
+    }
 
 
-def evaluate(cfg: GeneratorConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str) -> dict[str, float]:
+def evaluate(
+    cfg: GeneratorConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str
+) -> dict[str, float]:
     """FID-LeNet and the class histogram of prior samples; the per-pixel error of held-out test images
     reconstructed through z inferred by Langevin."""
     generator = trained.modules["generator"]
@@ -92,10 +103,14 @@ def evaluate(cfg: GeneratorConfig, prepared: PreparedData, trained: Loaded, eval
     device = next(generator.parameters()).device
     metrics = evaluate_samples(cfg, prepared, evaluator, export, cfg.latent_dim, device)
     test = load_prepared(prepared.path, device)["test_images"][:1000].float() / 255.0
-    z = infer(cfg, generator, torch.zeros(len(test), cfg.latent_dim, device=device), gan.from_unit(test), RECON_INFER_STEPS)
+    z = infer(
+        cfg, generator, torch.zeros(len(test), cfg.latent_dim, device=device), gan.from_unit(test), RECON_INFER_STEPS
+    )
     metrics["eval/recon_mse"] = float(langevin.reconstruction_mse(generator, z, test))
     with torch.no_grad():
-        pairs = torch.stack([test[:50], gan.to_unit(generator(z[:50]))], dim=1).flatten(0, 1)  # original, reconstruction
+        pairs = torch.stack([test[:50], gan.to_unit(generator(z[:50]))], dim=1).flatten(
+            0, 1
+        )  # original, reconstruction
     log_image(run_id, pairs, "evaluation/reconstructions.png", nrow=10)
     log_sample_grid(run_id, export, cfg.latent_dim, False, device, cfg.seed)
     return metrics

@@ -9,7 +9,9 @@ FAMILY = Family(
     name="lm",
     config=LMConfig,
     summary="LSTM (or GRU, tanh-RNN) language model at character level (Tiny Shakespeare) or word level (WikiText-2).",
-    primary=Primary("eval/valid_loss", higher_is_better=False),  # nats per token: orders perplexity and bits per char alike
+    primary=Primary(
+        "eval/valid_loss", higher_is_better=False
+    ),  # nats per token: orders perplexity and bits per char alike
     headline=("valid_loss", "valid_perplexity", "valid_bpc", "test_perplexity"),
     evaluation=("bptt", "eval_batch_size"),
     consumer="generate",

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from rlgen.config.base import TrainConfig, depends
 
 if TYPE_CHECKING:
-    from rlgen.config.pipeline import PipelineConfig
+    from rlgen.pipeline.config import PipelineConfig
 
 CORPUS_FILES = {"tinyshakespeare": "input.txt", "wikitext-2": ""}  # where a corpus sits under the pipeline's data_root
 
@@ -29,26 +29,36 @@ class LMConfig(TrainConfig):
     family: ClassVar[str] = "lm"
 
     level: Literal["char", "word"] = Field(
-        "char", description="char (every character, newline included, is a token) or word (whitespace-split, <eos> per line)."
+        "char",
+        description="char (every character, newline included, is a token) or word (whitespace-split, <eos> per line).",
     )
     corpus: Literal["tinyshakespeare", "wikitext-2", "custom"] = by_level(
-        "tinyshakespeare", "wikitext-2", "tinyshakespeare or wikitext-2, checked against their published SHA-256; custom: your own text in corpus_path."
+        "tinyshakespeare",
+        "wikitext-2",
+        "tinyshakespeare or wikitext-2, checked against their published SHA-256; custom: your own text in corpus_path.",
     )
     corpus_path: str | None = Field(
         None,
         description="Read offline: a text file (split first 1 - val_fraction / last val_fraction) or a folder of "
         "train/valid/test files (.txt or wiki.*.tokens); default: download the corpus into $RLGEN_DATA_DIR.",
     )
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5, description="Share of a single-file corpus held out (its end) for validation.")
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share of a single-file corpus held out (its end) for validation."
+    )
     cell: Literal["lstm", "gru", "rnn"] = Field("lstm", description="Recurrent cell: lstm, gru or rnn (tanh).")
     layers: int = Field(2, ge=1, le=8, description="Stacked recurrent layers.")
     hidden: int = by_level(256, 200, "Hidden units per layer.", gt=0)
     embedding: int = by_level(64, 200, "Token embedding size; must equal hidden with tie_weights.", gt=0)
-    dropout: float = by_level(0.1, 0.2, "Dropout on the embeddings, between layers and before the decoder.", ge=0.0, lt=1.0)
+    dropout: float = by_level(
+        0.1, 0.2, "Dropout on the embeddings, between layers and before the decoder.", ge=0.0, lt=1.0
+    )
     tie_weights: bool = Field(False, description="Share the embedding matrix with the decoder (Press & Wolf 2017).")
-    adaptive_softmax: bool = Field(False, description="Adaptive softmax (Grave et al. 2017) instead of the full softmax; word level.")
+    adaptive_softmax: bool = Field(
+        False, description="Adaptive softmax (Grave et al. 2017) instead of the full softmax; word level."
+    )
     cutoffs: tuple[int, ...] = Field(
-        (2000, 10000), description="Adaptive-softmax cluster boundaries in the frequency-sorted vocabulary, e.g. 2000,10000."
+        (2000, 10000),
+        description="Adaptive-softmax cluster boundaries in the frequency-sorted vocabulary, e.g. 2000,10000.",
     )
     bptt: int = by_level(128, 35, "Tokens per truncated back-propagation window.", gt=1)
     batch_size: int = by_level(32, 20, "Parallel token streams per batch.", gt=0)
@@ -61,10 +71,14 @@ class LMConfig(TrainConfig):
     optimizer: Literal["adam", "sgd"] = by_level("adam", "sgd", "adam or sgd.")
     lr: float = by_level(2e-3, 20.0, "Learning rate.", gt=0.0)
     clip: float = by_level(1.0, 0.25, "Clip the global gradient norm to this (0: no clipping).", ge=0.0)
-    anneal: float = by_level(0.5, 0.25, "Multiply the learning rate by this when validation does not improve (1: never).", gt=0.0, le=1.0)
+    anneal: float = by_level(
+        0.5, 0.25, "Multiply the learning rate by this when validation does not improve (1: never).", gt=0.0, le=1.0
+    )
     patience: int = by_level(3, 2, "Stop after this many validations in a row without improvement.", ge=1)
     log_every: int = Field(10, gt=0, description="Batches between training-metric logs.")
-    sample_tokens: int = by_level(300, 100, "Tokens in each generated sample logged per validation and at evaluation.", gt=0, le=10_000)
+    sample_tokens: int = by_level(
+        300, 100, "Tokens in each generated sample logged per validation and at evaluation.", gt=0, le=10_000
+    )
 
     @field_validator("cutoffs", mode="before")
     @classmethod
@@ -82,9 +96,15 @@ class LMConfig(TrainConfig):
                 f"set both to the same size (e.g. --set embedding={self.hidden}) or drop tie_weights"
             )
         if self.tie_weights and self.adaptive_softmax:
-            raise ValueError("tie_weights cannot be combined with adaptive_softmax (its head has no single output matrix); drop one")
-        if self.adaptive_softmax and (not self.cutoffs or list(self.cutoffs) != sorted(set(self.cutoffs)) or self.cutoffs[0] <= 0):
-            raise ValueError(f"cutoffs must be increasing positive sizes such as 2000,10000; got {','.join(map(str, self.cutoffs))}")
+            raise ValueError(
+                "tie_weights cannot be combined with adaptive_softmax (its head has no single output matrix); drop one"
+            )
+        if self.adaptive_softmax and (
+            not self.cutoffs or list(self.cutoffs) != sorted(set(self.cutoffs)) or self.cutoffs[0] <= 0
+        ):
+            raise ValueError(
+                f"cutoffs must be increasing positive sizes such as 2000,10000; got {','.join(map(str, self.cutoffs))}"
+            )
         expected = {"tinyshakespeare": "char", "wikitext-2": "word"}.get(self.corpus)
         if expected is not None and expected != self.level:
             raise ValueError(
@@ -101,7 +121,9 @@ class LMConfig(TrainConfig):
         source: str = self.corpus
         if self.corpus == "custom":
             path = Path(self.corpus_path or "custom")
-            source = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem if path.suffix else path.name).strip("-").lower() or "custom"
+            source = (
+                re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem if path.suffix else path.name).strip("-").lower() or "custom"
+            )
         suffix = "" if self.cell == "lstm" else f"-{self.cell}"
         return f"lm-{self.level}-{source}{suffix}"
 

@@ -23,14 +23,19 @@ from rlgen.tracking.runs import set_tags
 __all__ = ["DOMAIN", "build", "curves", "evaluate", "export", "trainer"]
 
 TEMPERATURES = (0.5, 0.8, 1.0)
-PROMPTS = {"tinyshakespeare": ("ROMEO:", "First Citizen:\n", "KING HENRY VI:\nWhat"), "wikitext-2": ("The", "= Valkyria Chronicles", "In 1914 , the")}
+PROMPTS = {
+    "tinyshakespeare": ("ROMEO:", "First Citizen:\n", "KING HENRY VI:\nWhat"),
+    "wikitext-2": ("The", "= Valkyria Chronicles", "In 1914 , the"),
+}
 
 
 def build(cfg: LMConfig, prepared: PreparedCorpus) -> dict[str, nn.Module]:
     """The configured model; adaptive-softmax cutoffs beyond the vocabulary are a ConfigError."""
     try:
         cutoffs = cfg.cutoffs if cfg.adaptive_softmax else ()
-        model = lm.RNNModel(prepared.vocab_size, cfg.embedding, cfg.hidden, cfg.layers, cfg.cell, cfg.dropout, cfg.tie_weights, cutoffs)
+        model = lm.RNNModel(
+            prepared.vocab_size, cfg.embedding, cfg.hidden, cfg.layers, cfg.cell, cfg.dropout, cfg.tie_weights, cutoffs
+        )
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return {"model": model}
@@ -60,7 +65,10 @@ def trainer(cfg: LMConfig, prepared: PreparedCorpus, modules: dict[str, nn.Modul
 
 def curves(history: dict[str, Series]) -> Panels:
     return {
-        "loss (nats/token)": {"train (mean since last log)": history.get("train/loss", []), "validation": history.get("val/loss", [])},
+        "loss (nats/token)": {
+            "train (mean since last log)": history.get("train/loss", []),
+            "validation": history.get("val/loss", []),
+        },
         "learning rate": {"lr": history.get("train/lr", [])},
     }
 
@@ -84,8 +92,12 @@ def evaluate(cfg: LMConfig, prepared: PreparedCorpus, trained: Loaded, context: 
         set_tags(run_id, {"rlgen.metric_notes": note})
     for temperature in TEMPERATURES:
         texts = [generate(model, vocab, p, cfg.sample_tokens, temperature, cfg.seed) for p in prompts(cfg, vocab, data)]
-        header = f"{cfg.registered_name}, temperature {temperature}, seed {cfg.seed}, {cfg.sample_tokens} tokens per prompt"
-        log_text(run_id, header + "\n\n" + "\n\n----------\n\n".join(texts) + "\n", f"evaluation/samples_t{temperature}.txt")
+        header = (
+            f"{cfg.registered_name}, temperature {temperature}, seed {cfg.seed}, {cfg.sample_tokens} tokens per prompt"
+        )
+        log_text(
+            run_id, header + "\n\n" + "\n\n----------\n\n".join(texts) + "\n", f"evaluation/samples_t{temperature}.txt"
+        )
     return metrics
 
 
@@ -100,13 +112,27 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: Loaded) -> ExportSp
     with torch.no_grad():
         _, h, c = module(warm, *module.initial_state(2))  # a state that is not zero
     metadata = {
-        "level": cfg.level, "corpus": cfg.corpus, "cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden,
-        "vocab_size": len(vocab), "vocab": vocab.to_json(), "output": "log_probs", "content_hash": prepared.content_hash,
-        "interface": "forward(tokens (B, T) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, T, V), h, c); initial_state(batch)",
+        "level": cfg.level,
+        "corpus": cfg.corpus,
+        "cell": cfg.cell,
+        "layers": cfg.layers,
+        "hidden": cfg.hidden,
+        "vocab_size": len(vocab),
+        "vocab": vocab.to_json(),
+        "output": "log_probs",
+        "content_hash": prepared.content_hash,
+        "interface": "forward(tokens (B, T) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, T, V), h, c); "
+        "initial_state(batch)",
     }
     step = "forward(tokens (B, 1) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, 1, V), h, c): one token per call"
     return ExportSpec(
-        module, (tokens, h, c), metadata, methods=("log_probs", "state"), program_inputs=(tokens[:, :1], h, c),
-        program_methods=("forward",), program_metadata={"interface": step}, batch_dims=(0, 1, 1),
+        module,
+        (tokens, h, c),
+        metadata,
+        methods=("log_probs", "state"),
+        program_inputs=(tokens[:, :1], h, c),
+        program_methods=("forward",),
+        program_metadata={"interface": step},
+        batch_dims=(0, 1, 1),
         extra_files={"vocab.json": prepared.vocab_path},
     )

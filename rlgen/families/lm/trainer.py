@@ -33,11 +33,22 @@ class LMTrainer(Trainer):
     advice = "lower lr or clip harder"
     shown = ("train/loss", "val/loss", "perf/tokens_per_sec")
 
-    def __init__(self, cfg: LMConfig, model: lm.RNNModel, train: Tensor, valid: Tensor, vocab: Vocabulary, prompt: str, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: LMConfig,
+        model: lm.RNNModel,
+        train: Tensor,
+        valid: Tensor,
+        vocab: Vocabulary,
+        prompt: str,
+        device: torch.device,
+    ) -> None:
         self.cfg, self.model, self.vocab, self.prompt = cfg, model, vocab, prompt
         self.name, self.log_every = cfg.registered_name, cfg.log_every
         if cfg.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda")
+            )
         else:
             self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
         self.streams = train
@@ -66,7 +77,13 @@ class LMTrainer(Trainer):
             rate = (self.tokens - self.first_tokens) / seconds
             self._reports.append(Report({"train/lr": lr, "train/epoch": self.epoch, "perf/tokens_per_sec": rate}))
         every = self.cfg.eval_every
-        if every and self.steps % every == 0 or not every and self.window == self.per_epoch and self.steps < self.budget:
+        if (
+            every
+            and self.steps % every == 0
+            or not every
+            and self.window == self.per_epoch
+            and self.steps < self.budget
+        ):
             self.stopped = self._validate()
         if self.steps >= self.budget and self.last_eval != self.steps:
             self._validate()  # always at the end
@@ -76,19 +93,32 @@ class LMTrainer(Trainer):
         """Validate, keep the best weights, anneal or stop; True means stop."""
         began, self.last_eval = time.perf_counter(), self.steps
         loss = lm.evaluate(self.model, self.val_streams, self.cfg.bptt)
-        metrics = {"val/loss": loss, "val/perplexity": math.exp(min(loss, 50.0)), "val/bits_per_token": loss / math.log(2)}
+        metrics = {
+            "val/loss": loss,
+            "val/perplexity": math.exp(min(loss, 50.0)),
+            "val/bits_per_token": loss / math.log(2),
+        }
         text = generate(self.model, self.vocab, self.prompt, self.cfg.sample_tokens, 0.8, self.cfg.seed)
         sample = f"step {self.steps}, validation loss {loss:.4f} nats/token, temperature 0.8\n\n{text}\n"
-        self._reports.append(Report(metrics, texts={f"samples/epoch_{self.epoch:03d}_step_{self.steps:06d}.txt": sample}))
+        self._reports.append(
+            Report(metrics, texts={f"samples/epoch_{self.epoch:03d}_step_{self.steps:06d}.txt": sample})
+        )
         self.eval_seconds += time.perf_counter() - began
         if loss < self.best:
-            self.best, self.best_state, self.best_step, self.bad = loss, copy.deepcopy(self.model.state_dict()), self.steps, 0
+            self.best, self.best_state, self.best_step, self.bad = (
+                loss,
+                copy.deepcopy(self.model.state_dict()),
+                self.steps,
+                0,
+            )
             return False
         self.bad += 1
         for group in self.optimizer.param_groups:
             group["lr"] *= self.cfg.anneal
         lr = self.optimizer.param_groups[0]["lr"]
-        log.info("step %d: validation %.4f did not improve on %.4f; learning rate now %.3g", self.steps, loss, self.best, lr)
+        log.info(
+            "step %d: validation %.4f did not improve on %.4f; learning rate now %.3g", self.steps, loss, self.best, lr
+        )
         return self.bad >= self.cfg.patience
 
     def reports(self) -> list[Report]:
@@ -106,14 +136,27 @@ class LMTrainer(Trainer):
 
     def loop_state(self) -> dict[str, Any]:
         return {
-            "steps": self.steps, "epoch": self.epoch, "window": self.window, "tokens": self.tokens,
-            "state": tuple(s.cpu() for s in self.state), "best": self.best, "best_step": self.best_step, "bad": self.bad,
-            "best_state": {k: v.cpu() for k, v in self.best_state.items()}, "last_eval": self.last_eval, "stopped": self.stopped,
+            "steps": self.steps,
+            "epoch": self.epoch,
+            "window": self.window,
+            "tokens": self.tokens,
+            "state": tuple(s.cpu() for s in self.state),
+            "best": self.best,
+            "best_step": self.best_step,
+            "bad": self.bad,
+            "best_state": {k: v.cpu() for k, v in self.best_state.items()},
+            "last_eval": self.last_eval,
+            "stopped": self.stopped,
         }
 
     def load_loop_state(self, state: dict[str, Any]) -> None:
         device = self.streams.device
-        self.steps, self.epoch, self.window, self.tokens = state["steps"], state["epoch"], state["window"], state["tokens"]
+        self.steps, self.epoch, self.window, self.tokens = (
+            state["steps"],
+            state["epoch"],
+            state["window"],
+            state["tokens"],
+        )
         h, c = (s.to(device) for s in state["state"])
         self.state = (h, c)
         self.best, self.best_step, self.bad = state["best"], state["best_step"], state["bad"]
@@ -128,7 +171,12 @@ class LMTrainer(Trainer):
     def summary(self, seconds: float, first_step: int) -> dict[str, float]:
         train_seconds = seconds - self.eval_seconds
         return {
-            "train/steps": self.steps, "train/epochs": self.epoch, "train/seconds": train_seconds, "train/tokens": self.tokens,
-            "train/best_val_loss": self.best, "train/best_step": self.best_step, "train/stopped_early": float(self.stopped),
+            "train/steps": self.steps,
+            "train/epochs": self.epoch,
+            "train/seconds": train_seconds,
+            "train/tokens": self.tokens,
+            "train/best_val_loss": self.best,
+            "train/best_step": self.best_step,
+            "train/stopped_early": float(self.stopped),
             "perf/tokens_per_sec": (self.tokens - self.first_tokens) / train_seconds,  # this session's tokens only
         }

@@ -42,7 +42,7 @@ class VAETrainer(ImageTrainer):
 
     shown = ("train/loss", "val/neg_elbo")
 
-    def __init__(self, cfg: VAEConfig, data: dict[str, Tensor], model: nn.Module, device: torch.device) -> None:
+    def __init__(self, cfg: VAEConfig, data: dict[str, Tensor], model: vae.AnyVAE, device: torch.device) -> None:
         super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
         self.name, self.cfg, self.model, self.device = cfg.registered_name, cfg, model, device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
@@ -54,7 +54,9 @@ class VAETrainer(ImageTrainer):
     def end_of_epoch(self, epoch: int) -> Report:
         val = vae.negative_elbo(self.model, self.val_images, self.val_labels)
         self.model.eval()
-        grid = grid_images(vae.VAEDecoder(self.model), self.cfg.latent_dim, self.cfg.conditional, self.device, self.cfg.seed)
+        grid = grid_images(
+            vae.VAEDecoder(self.model), self.cfg.latent_dim, self.cfg.conditional, self.device, self.cfg.seed
+        )
         self.model.train()
         return Report({"val/neg_elbo": val}, {f"samples/epoch_{epoch:03d}.png": Grid(grid)})
 
@@ -65,21 +67,34 @@ class VAETrainer(ImageTrainer):
         return {"optimizer": self.optimizer}
 
 
+def _vae(modules: dict[str, nn.Module]) -> vae.AnyVAE:
+    model = modules["model"]
+    assert isinstance(model, vae.VAE | vae.ConvVAE | vae.CVAE)
+    return model
+
+
 def trainer(cfg: VAEConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> VAETrainer:
-    return VAETrainer(cfg, load_prepared(prepared.path, device), modules["model"], device)
+    return VAETrainer(cfg, load_prepared(prepared.path, device), _vae(modules), device)
 
 
 def curves(history: dict[str, Series]) -> Panels:
     loss = history.get("train/loss", [])
     return {
-        "negative ELBO (nats/image)": {"train": loss, "train, smoothed": moving_average(loss, 20), "validation": history.get("val/neg_elbo", [])},
+        "negative ELBO (nats/image)": {
+            "train": loss,
+            "train, smoothed": moving_average(loss, 20),
+            "validation": history.get("val/neg_elbo", []),
+        },
         "terms (nats/image)": {"reconstruction": history.get("train/recon", []), "KL": history.get("train/kl", [])},
     }
 
 
-def evaluate(cfg: VAEConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str) -> dict[str, float]:
-    """Test negative ELBO, importance-weighted NLL (k = iw_samples), FID-LeNet and friends; reconstructions and grids."""
-    model = trained.modules["model"]
+def evaluate(
+    cfg: VAEConfig, prepared: PreparedData, trained: Loaded, evaluator: EvaluatorRef, run_id: str
+) -> dict[str, float]:
+    """Test negative ELBO, importance-weighted NLL (k = iw_samples), FID-LeNet and friends; reconstructions and
+    grids."""
+    model = _vae(trained.modules)
     device = next(model.parameters()).device
     data = load_prepared(prepared.path, device)
     x, y = data["test_images"], data["test_labels"]
@@ -87,13 +102,19 @@ def evaluate(cfg: VAEConfig, prepared: PreparedData, trained: Loaded, evaluator:
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
     labels = y[:n_iw] if cfg.conditional else None
     iw_nll = vae.importance_weighted_nll(model, x[:n_iw].float() / 255.0, labels, k=cfg.iw_samples, generator=rng)
-    metrics = {"eval/neg_elbo": vae.negative_elbo(model, x, y), "eval/iw_nll": float(iw_nll.mean()), "eval/iw_images": float(n_iw)}
+    metrics = {
+        "eval/neg_elbo": vae.negative_elbo(model, x, y),
+        "eval/iw_nll": float(iw_nll.mean()),
+        "eval/iw_images": float(n_iw),
+    }
     decoder = vae.VAEDecoder(model)
     metrics |= evaluate_samples(cfg, prepared, evaluator, decoder, cfg.latent_dim, device)
     with torch.no_grad():  # reconstructions: 10 test images over their reconstructions, 5 pairs of rows
         originals = x[:50].float() / 255.0
         recon = torch.sigmoid(model(originals, y[:50] if cfg.conditional else None)[0])
-        pairs = torch.stack([originals.view(5, 10, 1, 28, 28), recon.view(5, 10, 1, 28, 28)], dim=1).view(100, 1, 28, 28)
+        pairs = torch.stack([originals.view(5, 10, 1, 28, 28), recon.view(5, 10, 1, 28, 28)], dim=1).view(
+            100, 1, 28, 28
+        )
         log_image(run_id, pairs, "evaluation/reconstructions.png")
         mu, _ = model.encode(originals[:20], y[:20] if cfg.conditional else None)  # 10 interpolations
         t = torch.linspace(0, 1, 10, device=device).view(1, 10, 1)
@@ -106,4 +127,4 @@ def evaluate(cfg: VAEConfig, prepared: PreparedData, trained: Loaded, evaluator:
 def export(cfg: VAEConfig, prepared: PreparedData, trained: Loaded) -> ExportSpec:
     """The decoder (z, y) -> images in [0, 1]."""
     metadata = image_metadata(cfg, latent_dim=cfg.latent_dim, module="decoder")
-    return ExportSpec(vae.VAEDecoder(trained.modules["model"]), generator_inputs(cfg, cfg.latent_dim), metadata)
+    return ExportSpec(vae.VAEDecoder(_vae(trained.modules)), generator_inputs(cfg, cfg.latent_dim), metadata)

@@ -1,16 +1,16 @@
 """Deployments of rlgen's flows: served from one process by `rlgen serve`, and declared for workers in
-prefect.yaml, which `python -m rlgen.orchestration.deployments` writes from the registry (a test checks it)."""
+prefect.yaml, which `python -m rlgen.deployments` writes from the registry (a test checks it)."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.family import Command
 from rlgen.pipeline import PIPELINE, commands
+from rlgen.pipeline.config import PipelineConfig
 
 WEEKLY = "0 3 * * 1"  # the pipeline's retraining: Mondays 03:00 UTC
 POOL = "rlgen-process"
@@ -25,9 +25,10 @@ def deployments(config: PipelineConfig, cron: str | None) -> list[Any]:
         flow = command.load_flow()
         if command is PIPELINE:
             parameters = {"config": config.model_dump(mode="json")}
-            out.append(flow.to_deployment(name=name, cron=cron, parameters=parameters, tags=["rlgen", "retraining"]))
+            made = flow.to_deployment(name=name, cron=cron, parameters=parameters, tags=["rlgen", "retraining"])
         else:
-            out.append(flow.to_deployment(name=name, tags=["rlgen"]))
+            made = flow.to_deployment(name=name, tags=["rlgen"])
+        out.append(cast(RunnerDeployment, made))  # a coroutine only when called from async code
     return out
 
 
@@ -68,7 +69,7 @@ def prefect_yaml() -> str:
     }
     header = (
         "# Prefect deployments of rlgen's flows, for a Prefect server and a process work pool. Generated from the\n"
-        "# family registry by `python -m rlgen.orchestration.deployments > prefect.yaml`; a test checks it is current.\n"
+        "# family registry by `python -m rlgen.deployments > prefect.yaml`; a test checks it is current.\n"
         "#   prefect work-pool create rlgen-process --type process\n"
         "#   prefect deploy --all                 # from the repository root\n"
         "#   prefect worker start --pool rlgen-process\n"
@@ -76,7 +77,14 @@ def prefect_yaml() -> str:
         "# Overrides go under `parameters.config`, with the same keys as `rlgen run NAME --set KEY=VALUE`.\n"
         "# Without a server, `rlgen serve` serves the same deployments from one process.\n"
     )
-    return header + yaml.safe_dump(document, sort_keys=False, width=120)
+    return header + yaml.dump(document, Dumper=_Plain, sort_keys=False, width=120)
+
+
+class _Plain(yaml.SafeDumper):
+    """YAML without anchors and aliases: every deployment spells out its work pool."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ import torch
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from models.common import device_available, resolve_device
-from rlgen.config.pipeline import PipelineConfig
 from rlgen.errors import ConfigError
+from rlgen.pipeline.config import PipelineConfig
 from rlgen.settings import project_root
 from rlgen.tracking.store import is_embedded
 
@@ -37,19 +37,25 @@ def check_runner(cfg: PipelineConfig) -> None:
 
     missing = []
     if not PREFECT_API_URL.value():
-        missing.append("a Prefect server (PREFECT_API_URL): this run uses Prefect's embedded server, which lives in this process")
+        missing.append(
+            "a Prefect server (PREFECT_API_URL): this run uses Prefect's embedded server, which lives in this process"
+        )
     if is_embedded():
-        missing.append("an MLflow server (MLFLOW_TRACKING_URI): this run uses the embedded SQLite store of this machine")
+        missing.append(
+            "an MLflow server (MLFLOW_TRACKING_URI): this run uses the embedded SQLite store of this machine"
+        )
     if missing:
         raise ConfigError(
-            f"runner_address={cfg.runner_address!r} sends the branches to workers that need " + " and ".join(missing)
+            f"runner_address={cfg.runner_address!r} sends the branches to workers that need "
+            + " and ".join(missing)
             + ". Point both at servers the workers reach, set the same variables on the workers, "
             "or leave runner_address unset for a local cluster."
         )
 
 
 def task_runner(cfg: PipelineConfig, threads: int) -> TaskRunner:
-    """The Prefect task runner of the branches: a thread pool, or a Dask or Ray cluster (local unless runner_address)."""
+    """The Prefect task runner of the branches: a thread pool, or a Dask or Ray cluster (local unless
+    runner_address)."""
     if cfg.runner == "thread":
         return ThreadPoolTaskRunner(max_workers=cfg.concurrency)
     if cfg.runner == "dask":
@@ -58,7 +64,9 @@ def task_runner(cfg: PipelineConfig, threads: int) -> TaskRunner:
         if cfg.runner_address:
             return DaskTaskRunner(address=cfg.runner_address)
         workers = {"n_workers": cfg.concurrency, "threads_per_worker": 1, "processes": True, "env": worker_env(threads)}
-        return DaskTaskRunner(cluster_kwargs={**workers, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"})  # a free port
+        return DaskTaskRunner(
+            cluster_kwargs={**workers, "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+        )  # a free port
     from prefect_ray import RayTaskRunner
 
     if cfg.runner_address:
@@ -117,7 +125,8 @@ def ensure_gpu_limits(indices: Sequence[int]) -> dict[int, int]:
 
 @contextmanager
 def hold_gpu(indices: Sequence[int], turn: int = 0) -> Iterator[int]:
-    """Hold a slot of one of the GPUs `indices` (their Prefect concurrency limits) while the block runs; yield its index.
+    """Hold a slot of one of the GPUs `indices` (their Prefect concurrency limits) while the block runs; yield its
+    index.
 
     It waits on the GPU with the most free slots now; ties go round by `turn` (a branch's position), so
     branches that start together spread over the GPUs instead of all reading GPU 0 as free. The slot is a

@@ -25,25 +25,34 @@ class PipelineConfig(RunConfig):
     family: ClassVar[str] = "pipeline"
 
     profile: Literal["quick", "full"] = Field(
-        "quick", description="quick: every model on small budgets (under 15 min on a 2-core CPU); full: the quality budgets (GPU)."
+        "quick",
+        description="quick: every model on small budgets (under 15 min on a 2-core CPU); full: the quality budgets "
+        "(GPU).",
     )
-    models: list[str] = Field(default_factory=lambda: list(branches()), description="Pipeline models to run, comma-separated.")
+    models: list[str] = Field(
+        default_factory=lambda: list(branches()), description="Pipeline models to run, comma-separated."
+    )
     data_root: str | None = Field(
         None,
-        description="A folder with mnist/raw, tinyshakespeare/input.txt and wikitext-2/ to read offline; default: download.",
+        description="A folder with mnist/raw, tinyshakespeare/input.txt and wikitext-2/ to read offline; default: "
+        "download.",
     )
     dataset: Literal["mnist", "fashion-mnist"] = Field("mnist", description="Dataset of the image models.")
     concurrency: int = Field(2, ge=1, le=32, description="Training branches run at once (Prefect futures).")
     runner: Literal["thread", "dask", "ray"] = Field(
         "thread",
-        description="Where the branches run: thread (threads of this process), dask or ray (a local cluster of `concurrency` "
+        description="Where the branches run: thread (threads of this process), dask or ray (a local cluster of "
+        "`concurrency` "
         "one-thread worker processes, or the one at runner_address; needs the `cluster` extra).",
     )
     runner_address: str | None = Field(
-        None, description="An existing cluster for runner=dask (scheduler, tcp://host:8786) or ray (ray://host:10001); default: a local one."
+        None,
+        description="An existing cluster for runner=dask (scheduler, tcp://host:8786) or ray (ray://host:10001); "
+        "default: a local one.",
     )
     overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description='Per-model keys, as JSON: {"vae": {"epochs": 5}, "dqn": {"total_steps": 20000}}.'
+        default_factory=dict,
+        description='Per-model keys, as JSON: {"vae": {"epochs": 5}, "dqn": {"total_steps": 20000}}.',
     )
 
     @field_validator("models", mode="before")
@@ -60,7 +69,7 @@ class PipelineConfig(RunConfig):
             try:
                 return json.loads(value)
             except json.JSONDecodeError as err:
-                raise ValueError(f"overrides must be JSON such as '{{\"vae\": {{\"epochs\": 5}}}}' ({err})") from None
+                raise ValueError(f'overrides must be JSON such as \'{{"vae": {{"epochs": 5}}}}\' ({err})') from None
         return value
 
     @model_validator(mode="after")
@@ -82,7 +91,10 @@ class PipelineConfig(RunConfig):
     def _runner_is_usable(self) -> None:
         """A cluster address only with a cluster runner, and that runner's package installed."""
         if self.runner_address and self.runner == "thread":
-            raise ValueError(f"runner_address={self.runner_address!r} needs runner=dask or runner=ray; the thread runner has no cluster")
+            raise ValueError(
+                f"runner_address={self.runner_address!r} needs runner=dask or runner=ray; the thread runner has no "
+                "cluster"
+            )
         package = RUNNER_PACKAGES.get(self.runner)
         if package and importlib.util.find_spec(package) is None:
             raise ValueError(
@@ -101,4 +113,3 @@ class PipelineConfig(RunConfig):
     def branch_config(self, name: str) -> TrainConfig:
         """The validated config of one branch's model flow."""
         return validate_config(branches()[name][0].config, self.branch_values(name))
-
