@@ -1,4 +1,5 @@
-"""What every benchmark shares: time a callable for a while, and turn figures into a table and JSON."""
+"""What every benchmark shares: a family's trainer built as the flow builds it and timed for a while (or to its end),
+time a callable for a while, a throwaway rlgen home, and figures as a table and JSON."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -17,6 +19,10 @@ from typing import Any, NamedTuple
 import torch
 
 from benchmarks.machine import describe
+from models.common import autocast
+from models.training import Trainer
+from rlgen import steps
+from rlgen.config.base import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -57,6 +63,80 @@ def time_for(
         sync()
         durations.append(time.perf_counter() - began)
     return Timing(len(durations), time.perf_counter() - started, statistics.median(durations))
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+class Training(NamedTuple):
+    """A family's trainer over fresh networks, as the flow's training step builds it, and how the driver runs it.
+
+    `step()` is one position of the driver's loop without the recording: `trainer.step()`, then
+    `trainer.reports()` (the end-of-epoch validation, sample grids and the like are computed, and stored nowhere),
+    under the bf16 autocast the driver applies when the config asks for it on a CUDA device.
+    """
+
+    trainer: Trainer
+    device: torch.device
+    amp: bool
+
+    def step(self) -> None:
+        self.trainer.step()
+        self.trainer.reports()
+
+    def run(self) -> float:
+        """Step until `trainer.done()` (the budget, or the trainer's own early stop); the seconds it took."""
+        sync = _sync(self.device)
+        with autocast(self.device, self.amp):
+            started = time.perf_counter()
+            while not self.trainer.done():
+                self.step()
+            sync()
+            return time.perf_counter() - started
+
+    def warm_up(self, steps: int) -> None:
+        """Take `steps` steps (fewer if the trainer is done first), untimed: first calls allocate and pick kernels."""
+        with autocast(self.device, self.amp):
+            for _ in range(steps):
+                if not self.trainer.done():
+                    self.step()
+        _sync(self.device)()
+
+    def time(
+        self, seconds: float, warmup: int = 1, min_steps: int = 3, excluded: Callable[[], float] | None = None
+    ) -> Timing:
+        """Warm up for `warmup` steps, then step for at least `seconds` (and `min_steps` steps), or until
+        `trainer.done()`.
+
+        `excluded()` is the trainer's running total of seconds that are not training (the LM's validations): what it
+        grows by while measuring is taken off the measured time, as the trainer's own perf/* figures do. CUDA work is
+        synchronized per step.
+        """
+        sync, skipped = _sync(self.device), excluded or (lambda: 0.0)
+        self.warm_up(warmup)
+        with autocast(self.device, self.amp):
+            durations: list[float] = []
+            before, started = skipped(), time.perf_counter()
+            while not self.trainer.done() and (time.perf_counter() - started < seconds or len(durations) < min_steps):
+                began = time.perf_counter()
+                self.step()
+                sync()
+                durations.append(time.perf_counter() - began)
+            total = time.perf_counter() - started - (skipped() - before)
+        if not durations:
+            raise RuntimeError(
+                f"{self.trainer.name}: the budget ({self.trainer.budget} steps) ran out during the warm-up; "
+                "raise epochs or max_steps"
+            )
+        return Timing(len(durations), total, statistics.median(durations))
+
+
+def build_trainer(cfg: TrainConfig, prepared: Any) -> Training:
+    """`cfg`'s trainer on `prepared` data (rlgen.steps.prepare), built by rlgen.steps.build_trainer, as every training
+    run builds it."""
+    trainer, device = steps.build_trainer(cfg, prepared)
+    return Training(trainer, device, cfg.amp)
 
 
 @dataclass
@@ -135,6 +215,17 @@ def env(**values: str | None) -> Iterator[None]:
     finally:
         for key, value in saved.items():
             _set_env(key, value)
+
+
+@contextmanager
+def scratch_home(prefix: str = "rlgen-bench-") -> Iterator[Path]:
+    """A throwaway rlgen home for a block (removed afterwards): the MLflow store, prepared data and checkpoints of
+    what runs in this process go there, whatever RLGEN_DATA_DIR, RLGEN_CHECKPOINT_DIR or MLFLOW_TRACKING_URI say."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        env(RLGEN_HOME=tmp, RLGEN_DATA_DIR=None, RLGEN_CHECKPOINT_DIR=None, MLFLOW_TRACKING_URI=None),
+    ):
+        yield Path(tmp)
 
 
 def run_quietly(command: list[str], variables: dict[str, str], result_file: Path | None = None) -> tuple[float, Any]:

@@ -17,50 +17,50 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import Figure, Options
+from benchmarks.common import Figure, Options, build_trainer
 from benchmarks.machine import describe
 from models import dqn
-from models.common import resolve_device, seed_everything
-from rlgen.config import DQNConfig
-from tasks.envs import EVAL_WAVE, describe_env, episode_seeds, make_vector_env
+from models.common import resolve_device
+from rlgen import steps
+from rlgen.environments import EVAL_WAVE, episode_seeds, make_vector_env
+from rlgen.families.dqn import DQNConfig
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def run_seed(cfg: DQNConfig, device: torch.device) -> dict:
-    """Train one seed to the stopping rule, then evaluate the kept policy on 100 unseen episodes."""
-    spec = describe_env(cfg)
-    seed_everything(cfg.seed)
-    q_network = dqn.build_q_network(spec.obs_shape, spec.n_actions, cfg.hidden).to(device)
-    envs = make_vector_env(cfg, cfg.num_envs)
-    val_envs = make_vector_env(cfg, min(cfg.val_episodes, EVAL_WAVE))
-    val_seeds = episode_seeds(cfg, "validation", cfg.val_episodes)
+    """Train one seed to the stopping rule, then evaluate the kept policy on 100 unseen episodes.
 
-    def validate(network: torch.nn.Module) -> float:
-        actor = dqn.torch_actor(dqn.GreedyPolicy(network), device)
-        return float(dqn.greedy_returns(actor, val_envs, val_seeds).mean())
-
-    started = time.perf_counter()
-    result = dqn.fit(cfg, envs, q_network, device, lambda step, metrics: None, validate, spec.solve_threshold)
-    train_seconds = time.perf_counter() - started
+    The family's own trainer (rlgen.families.dqn.train), built as the flow builds it, steps until it is done: solved
+    by its validation, or out of budget; then `finish()` keeps the best validated weights, as the driver does.
+    """
+    spec = steps.prepare(cfg)  # the environment, checked and described
+    training = build_trainer(cfg, spec)
+    train_seconds = training.run()
+    training.trainer.finish()
+    q_network = training.trainer.modules()["q_network"]
 
     started = time.perf_counter()
-    eval_envs = make_vector_env(cfg, EVAL_WAVE)
-    actor = dqn.torch_actor(dqn.GreedyPolicy(q_network.eval()), device)
-    returns = dqn.greedy_returns(actor, eval_envs, episode_seeds(cfg, "evaluation", cfg.eval_episodes))
+    eval_envs = make_vector_env(cfg, min(cfg.eval_episodes, EVAL_WAVE))
+    try:
+        actor = dqn.torch_actor(dqn.GreedyPolicy(q_network.eval()), device)
+        returns = dqn.greedy_returns(actor, eval_envs, episode_seeds(cfg, "evaluation", cfg.eval_episodes))
+    finally:
+        eval_envs.close()
     eval_seconds = time.perf_counter() - started
     solved = bool(returns.mean() >= spec.solve_threshold)
+    env_steps = training.trainer.steps
     return {
         "seed": cfg.seed,
-        "env_steps": result.steps,
+        "env_steps": env_steps,
         "train_seconds": round(train_seconds, 1),
-        "env_steps_per_sec": round(result.steps / train_seconds),
+        "env_steps_per_sec": round(env_steps / train_seconds),
         "eval_mean_return": round(float(returns.mean()), 2),
         "eval_std_return": round(float(returns.std()), 2),
         "eval_min_return": float(returns.min()),
         "eval_seconds": round(eval_seconds, 1),
         "solved": solved,
-        "steps_to_solve": result.steps if solved else None,
+        "steps_to_solve": env_steps if solved else None,
     }
 
 

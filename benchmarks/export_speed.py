@@ -1,11 +1,14 @@
 """Inference speed of every exported module: latency at batch 1 and throughput at a large batch, the TorchScript
-file (saved and loaded as the flows do it, tasks.export) against the eager module it was made from, and the
-`.pt2` program (torch.export) when tasks.export offers `export_program`.
+file (saved and loaded as the flows do it, rlgen.export.torchscript) against the eager module it was made from, and the
+`.pt2` program (rlgen.export.program's torch.export).
 
-The modules are built directly with the tasks' builders and default configs (untrained weights: speed does not
-depend on them), so no flow runs. Both runtimes are called under torch.no_grad(), as `rlgen sample/play/generate`.
+Each module is what its family's `export` hands the flow's export step (rlgen/families/<family>/train.py), built
+over freshly initialised networks (the family's `build`) with its default config and its data prepared as the flow
+prepares it (untrained weights: speed does not depend on them), so no flow runs. The inputs are the family's own
+example inputs, repeated along their batch dimension to each batch size. Both runtimes are called under
+torch.no_grad(), as `rlgen sample/play/generate`.
 
-    python -m benchmarks.export_speed [--seconds 3] [--device cpu]
+    python -m benchmarks.export_speed [--seconds 3] [--device cpu] [--data-root ../shared/data]
 """
 
 from __future__ import annotations
@@ -19,18 +22,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from benchmarks.common import RESULTS, Figure, Options, fmt, print_table, save, time_for
-from models import dqn, gan, langevin, lm, vae
+from benchmarks.common import DATA, RESULTS, Figure, Options, fmt, print_table, save, scratch_home, time_for
 from models.common import resolve_device
-from rlgen.config import DescriptorConfig, DQNConfig, GANConfig, GeneratorConfig, LMConfig, VAEConfig
-from tasks import export
-from tasks import gan as gan_tasks
-from tasks import langevin as langevin_tasks
-from tasks import lm as lm_tasks
-from tasks import vae as vae_tasks
-from tasks.envs import describe_env
+from rlgen import steps
+from rlgen.config.base import TrainConfig
+from rlgen.export.checked import ExportSpec
+from rlgen.export.program import ExportUnsupported, export_program, load_program
+from rlgen.export.torchscript import load_scripted, script_module
+from rlgen.families.descriptor import DescriptorConfig
+from rlgen.families.dqn import DQNConfig
+from rlgen.families.gan import GANConfig
+from rlgen.families.generator import GeneratorConfig
+from rlgen.families.lm import LMConfig
+from rlgen.families.vae import VAEConfig
+from rlgen.family import Loaded
+from rlgen.registry import family_of
 
-VOCAB = {"char": 65, "word": 18_328}  # the offline Tiny Shakespeare and WikiText-2 vocabularies
 LARGE_BATCH = {"lm": 64}  # streams stepped at once; every other module: 256 items
 
 
@@ -41,71 +48,58 @@ class Exported(NamedTuple):
     batch_dims: tuple[int, ...] | None = None  # each argument's batch dimension for torch.export (default 0)
 
 
-def image_inputs(latent_dim: int) -> Callable[[int, torch.device], tuple[Tensor, ...]]:
-    """(z, y) of a (z, y) -> images module."""
-    return lambda b, device: (torch.randn(b, latent_dim, device=device), torch.arange(b, device=device) % 10)
+def batched(examples: tuple[Tensor, ...], dims: tuple[int, ...] | None) -> Callable[[int, torch.device], tuple]:
+    """The example arguments at any batch size: their items repeated (or cut) along each one's batch dimension."""
+    dims = dims or (0,) * len(examples)
 
-
-def lm_inputs(module: lm.LMExport) -> Callable[[int, torch.device], tuple[Tensor, ...]]:
-    """One token per stream and the zero state: one generation step."""
-    return lambda b, device: (
-        torch.zeros(b, 1, dtype=torch.long, device=device),
-        *(s.to(device) for s in module.initial_state(b)),
-    )
-
-
-def exported_modules() -> dict[str, Exported]:
-    """Every module a flow exports, from the tasks' own builders and wrappers."""
-    dqn_cfg = DQNConfig()
-    spec = describe_env(dqn_cfg)
-    modules = {
-        "dqn policy": Exported(
-            dqn.GreedyPolicy(dqn.build_q_network(spec.obs_shape, spec.n_actions, dqn_cfg.hidden)),
-            lambda b, device: (torch.randn(b, *spec.obs_shape, device=device),),
-            "observations",
+    def inputs(batch: int, device: torch.device) -> tuple[Tensor, ...]:
+        return tuple(
+            x.index_select(dim, torch.arange(batch) % x.size(dim)).contiguous().to(device)
+            for x, dim in zip(examples, dims, strict=True)
         )
-    }
+
+    return inputs
+
+
+def family_export(cfg: TrainConfig, unit: str) -> Exported:
+    """What `cfg`'s family exports, as the flow's export step gets it (`export` over the `build` of its prepared
+    data), with fresh weights: the forward that `rlgen play/sample/generate/score` calls, on the programs' inputs."""
+    impl = family_of(cfg).impl()
+    prepared = steps.prepare(cfg)
+    spec: ExportSpec = impl.export(cfg, prepared, Loaded(impl.build(cfg, prepared), {}, 0))
+    examples = spec.program_inputs or spec.inputs  # an LM's one-token step, else the checked methods' examples
+    return Exported(spec.module.eval(), batched(examples, spec.batch_dims), unit, spec.batch_dims)
+
+
+def exported_modules(data_root: Path = DATA) -> dict[str, Exported]:
+    """Every module a flow exports, from the families' own builders and exports (data prepared under the current
+    rlgen home)."""
+    mnist = {"data_dir": str(data_root / "mnist" / "raw"), "device": "cpu"}
+    modules = {"dqn policy": family_export(DQNConfig(device="cpu"), "observations")}
     for variant in ("vae", "conv-vae", "cvae"):
-        cfg = VAEConfig(variant=variant)
-        modules[f"{variant} decoder"] = Exported(
-            vae.VAEDecoder(vae_tasks.build_model(cfg)), image_inputs(cfg.latent_dim), "images"
-        )
+        modules[f"{variant} decoder"] = family_export(VAEConfig(variant=variant, **mnist), "images")
     for variant in ("dcgan", "cgan"):
-        cfg = GANConfig(variant=variant)
-        modules[f"{variant} generator"] = Exported(
-            gan.GeneratorExport(gan_tasks.build_models(cfg)[0]), image_inputs(cfg.latent_dim), "images"
-        )
-    d_cfg, g_cfg = DescriptorConfig(), GeneratorConfig()
-    modules["descriptor energy"] = Exported(
-        langevin.DescriptorEnergy(langevin_tasks.build_descriptor(d_cfg), d_cfg.ref_sigma),
-        lambda b, device: (torch.rand(b, 1, 28, 28, device=device),),
-        "images",
-    )
-    modules["generator/coop generator"] = Exported(
-        gan.GeneratorExport(langevin_tasks.build_generator(g_cfg)), image_inputs(g_cfg.latent_dim), "images"
-    )
-    for level in ("char", "word"):
-        module = lm.LMExport(lm_tasks.build_model(LMConfig(level=level), VOCAB[level]))
-        modules[f"lm-{level} step"] = Exported(
-            module, lm_inputs(module), "tokens", batch_dims=(0, 1, 1)
-        )  # tokens (B, 1), h and c (L, B, H)
-    return {name: e._replace(module=e.module.eval()) for name, e in modules.items()}
+        modules[f"{variant} generator"] = family_export(GANConfig(variant=variant, **mnist), "images")
+    modules["descriptor energy"] = family_export(DescriptorConfig(**mnist), "images")
+    modules["generator/coop generator"] = family_export(GeneratorConfig(**mnist), "images")  # the same architecture
+    corpora = {"char": data_root / "tinyshakespeare" / "input.txt", "word": data_root / "wikitext-2"}
+    for level, path in corpora.items():  # tokens (B, 1), h and c (L, B, H): one generation step
+        cfg = LMConfig(level=level, corpus_path=str(path.resolve()), device="cpu")
+        modules[f"lm-{level} step"] = family_export(cfg, "tokens")
+    return modules
 
 
 def program(exported: Exported, batch: int, path: Path) -> tuple[Callable | None, str]:
-    """The `.pt2` program (tasks.export.export_program, as the flows save it) loaded back, and "dynamic" or the one
-    batch size it runs at; (None, why) when tasks.export has no .pt2 path or torch.export cannot trace the module.
-    Exported on the CPU and run there (tasks.export.load_program loads on the CPU)."""
-    export_program = getattr(export, "export_program", None)
-    if export_program is None:
-        return None, "tasks.export has no export_program"
+    """The `.pt2` program (rlgen.export.program.export_program, as the flows save it) loaded back, and "dynamic" or
+    the one batch size it runs at; (None, why) when torch.export cannot trace the module. Exported on the CPU and run
+    there (load_program loads on the CPU)."""
     try:
         saved = export_program(
             exported.module, exported.inputs(batch, torch.device("cpu")), path, {}, batch_dims=exported.batch_dims
         )
-    except export.ExportUnsupported as err:
+    except ExportUnsupported as err:
         return None, str(err)
-    module, metadata = export.load_program(saved)
+    module, metadata = load_program(saved)
     return module, str(metadata.get("batch", "dynamic"))
 
 
@@ -120,9 +114,7 @@ def module_figures(name: str, exported: Exported, seconds: float, device: torch.
     """Latency at batch 1 and throughput at the large batch of each runtime; the TorchScript figure carries the
     others."""
     stem = tmp / name.replace(" ", "_").replace("/", "_")
-    scripted, _ = export.load_scripted(
-        export.script_module(exported.module, stem.with_suffix(".pt"), {"benchmark": name}), device
-    )
+    scripted, _ = load_scripted(script_module(exported.module, stem.with_suffix(".pt"), {"benchmark": name}), device)
     fns: dict[str, Callable] = {
         "eager": exported.module.to(device),
         "torchscript": scripted,
@@ -171,10 +163,10 @@ def module_figures(name: str, exported: Exported, seconds: float, device: torch.
     ]
 
 
-def export_figures(seconds: float, device: torch.device) -> list[Figure]:
+def export_figures(seconds: float, device: torch.device, data_root: Path = DATA) -> list[Figure]:
     figures = []
-    with tempfile.TemporaryDirectory(prefix="rlgen-bench-export-") as tmp:
-        for name, exported in exported_modules().items():
+    with scratch_home("rlgen-bench-export-"), tempfile.TemporaryDirectory(prefix="rlgen-bench-export-") as tmp:
+        for name, exported in exported_modules(data_root).items():
             figures += module_figures(name, exported, seconds, device, Path(tmp))
     return figures
 
@@ -188,8 +180,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per runtime and batch size")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--data-root", type=Path, default=DATA, help="the offline datasets (MNIST, the two corpora)")
     args = parser.parse_args()
-    rows = export_figures(args.seconds, resolve_device(args.device))
+    rows = export_figures(args.seconds, resolve_device(args.device), args.data_root)
     print_table(rows, "exported modules: inference speed")
     save(rows, RESULTS / "export_speed.json")
 

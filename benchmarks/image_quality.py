@@ -47,7 +47,8 @@ COLUMNS = [
 
 
 def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tuple[dict[str, float], float]:
-    """Run one flow through the CLI in a fresh process; return its evaluation and wall time."""
+    """Run one flow through the CLI in a fresh process; return its figures (evaluation, then train/* and perf/*) and
+    wall time."""
     sets = [f"data_dir={data_dir}", *overrides]
     command = [
         str(Path(sys.executable).with_name("rlgen")),
@@ -56,7 +57,7 @@ def run_flow(family: str, overrides: list[str], data_dir: str, home: Path) -> tu
         *(arg for pair in sets for arg in ("--set", pair)),
     ]
     seconds, result = run_quietly(command, {"RLGEN_HOME": str(home)}, home / "result.json")
-    return result, seconds
+    return result["metrics"], seconds  # the flow's ModelResult
 
 
 def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict]:
@@ -68,7 +69,11 @@ def quality(names: list[str], data_dir: str, extra: list[str]) -> dict[str, dict
         for name in names:
             family, overrides = RUNS[name]
             metrics, seconds = run_flow(family, overrides + extra, data_dir, Path(home))
-            rows[name] = {"seconds": round(seconds, 1), **{c: metrics.get(c) for c in COLUMNS}}
+            rows[name] = {
+                "seconds": round(seconds, 1),
+                "epochs": metrics.get("train/epochs"),
+                **{c: metrics.get(c) for c in COLUMNS},
+            }
             cells = " ".join(f"{metrics[c]:>16.4g}" if c in metrics else f"{'-':>16}" for c in COLUMNS)
             print(f"{name:<10} {seconds / 60:>7.1f} {cells}", flush=True)
     return rows

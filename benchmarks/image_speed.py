@@ -1,7 +1,8 @@
-"""Training throughput of the eight image models: images/s at each default batch size, measured on the same
-training step the flow builds (tasks/vae.py, gan.py, langevin.py) fed by rlgen's whole-tensor loop
-(models/image_fit.py); the MLP VAE also fed the classic way, a per-item DataLoader with PIL transforms, in the
-same run; and Langevin chain steps/s of the descriptor and the generator.
+"""Training throughput of the eight image models: images/s at each default config's batch size, measured on the
+family's own trainer (rlgen/families/<family>/train.py, built as the flow builds it, its budget raised) stepped over
+the prepared training split, its whole-tensor loop (models/image_trainer.py) and end-of-epoch reports included; the
+MLP VAE's update also fed the classic way, a per-item DataLoader with PIL transforms, in the same run; and Langevin
+chain steps/s of the descriptor and the generator.
 
     python -m benchmarks.image_speed [--data-dir ../shared/data/mnist/raw] [--seconds 20] [--device cpu]
 """
@@ -9,9 +10,8 @@ same run; and Langevin chain steps/s of the descriptor and the generator.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,123 +20,62 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from benchmarks.common import DATA, RESULTS, Figure, Options, print_table, save, time_for
-from models import gan, langevin, vae
-from models.common import resolve_device
-from models.image_fit import fit_images
-from rlgen.config import CoopConfig, DescriptorConfig, GANConfig, GeneratorConfig, VAEConfig
-from tasks import gan as gan_tasks
-from tasks import langevin as langevin_tasks
-from tasks import vae as vae_tasks
-from tasks.image_data import read_idx
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    Figure,
+    Options,
+    Training,
+    build_trainer,
+    print_table,
+    save,
+    scratch_home,
+    time_for,
+)
+from models.common import autocast, resolve_device
+from models.image_trainer import ImageTrainer
+from rlgen import steps
+from rlgen.config.image import ImageConfig
+from rlgen.data.images import load_prepared
+from rlgen.families.coop import CoopConfig
+from rlgen.families.descriptor import DescriptorConfig
+from rlgen.families.gan import GANConfig
+from rlgen.families.generator import GeneratorConfig
+from rlgen.families.langevin import build_descriptor, build_generator, infer, synthesize
+from rlgen.families.vae import VAEConfig
 
 MODELS = ("vae", "conv-vae", "cvae", "dcgan", "cgan", "descriptor", "generator", "coop")
-StepFn = Callable[[Tensor, Tensor], dict[str, Tensor]]
+EPOCHS = 10_000  # a budget no measurement exhausts: an image trainer's epochs set its budget and nothing else
 
 
-class Step(NamedTuple):
-    fn: StepFn  # (images in [0, 1], labels or rows) -> stats
-    batch_size: int
-    by_row: bool = False  # fed the images' row numbers instead of labels (the generator keeps one z per image)
-
-
-def build_step(name: str, images: Tensor) -> Step:
-    """Image model `name`'s training step with its default config, as its flow's trainer builds it.
-
-    Mirrors the `step_fn` closures inside tasks/vae.py, tasks/gan.py and tasks/langevin.py (same builders,
-    optimizers and models/ updates); keep the two in step if a trainer changes.
-    """
-    device = images.device  # the training images (N, 1, 28, 28) uint8, on the training device
-    fused = device.type in ("cpu", "cuda")
+def config(name: str, data_dir: Path, device: torch.device) -> ImageConfig:
+    """Image model `name`'s default config, reading the offline IDX files in `data_dir`, its budget raised."""
+    keys = {"data_dir": str(data_dir), "device": str(device), "epochs": EPOCHS}
     if name in ("vae", "conv-vae", "cvae"):
-        cfg = VAEConfig(variant=name)
-        model = vae_tasks.build_model(cfg).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=fused)
-        return Step(lambda x, y: vae.train_step(model, opt, x, y if model.conditional else None), cfg.batch_size)
+        return VAEConfig(variant=name, **keys)
     if name in ("dcgan", "cgan"):
-        cfg = GANConfig(variant=name)
-        g, d = (m.to(device) for m in gan_tasks.build_models(cfg))
-        opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999)) for m in (g, d))
-
-        def gan_step(x: Tensor, y: Tensor) -> dict[str, Tensor]:
-            labels = y if cfg.conditional else None
-            stats = gan.discriminator_step(g, d, opt_d, x, labels, cfg.latent_dim, 1.0 - cfg.label_smoothing)
-            for _ in range(cfg.g_steps):
-                stats |= gan.generator_step(g, d, opt_g, len(x), labels, cfg.latent_dim)
-            return stats
-
-        return Step(gan_step, cfg.batch_size)
-    if name == "descriptor":
-        cfg = DescriptorConfig()
-        descriptor = langevin_tasks.build_descriptor(cfg).to(device)
-        opt = langevin_tasks.adam(descriptor, cfg.descriptor_lr)
-        starts = langevin.ChainStarts(cfg.chain_init, gan.from_unit(images.float().mean(0) / 255.0))
-
-        def descriptor_step(x: Tensor, y: Tensor) -> dict[str, Tensor]:
-            x0, slots = starts.draw(len(x))
-            synth, _ = langevin_tasks.synthesize(cfg, descriptor, x0)
-            starts.keep(slots, synth)
-            return langevin.descriptor_step(descriptor, opt, x, synth)
-
-        return Step(descriptor_step, cfg.batch_size)
-    if name == "generator":
-        cfg = GeneratorConfig()
-        generator = langevin_tasks.build_generator(cfg).to(device)
-        opt = langevin_tasks.adam(generator, cfg.generator_lr)
-        latents = torch.randn(len(images), cfg.latent_dim, device=device)  # one z per training image
-
-        def generator_step(x: Tensor, rows: Tensor) -> dict[str, Tensor]:
-            target = gan.from_unit(x)
-            z = langevin_tasks.infer(cfg, generator, latents[rows], target, cfg.infer_steps)
-            latents[rows] = z
-            return langevin.generator_step(generator, opt, z, target, cfg.gen_sigma)
-
-        return Step(generator_step, cfg.batch_size, by_row=True)
-    if name == "coop":
-        cfg = CoopConfig()
-        descriptor, generator = (
-            langevin_tasks.build_descriptor(cfg).to(device),
-            langevin_tasks.build_generator(cfg).to(device),
-        )
-        opt_d, opt_g = (
-            langevin_tasks.adam(descriptor, cfg.descriptor_lr),
-            langevin_tasks.adam(generator, cfg.generator_lr),
-        )
-
-        def coop_step(x: Tensor, y: Tensor) -> dict[str, Tensor]:
-            z = torch.randn(len(x), cfg.latent_dim, device=device)
-            with torch.no_grad():
-                proposed = generator(z)
-            revised, _ = langevin_tasks.synthesize(cfg, descriptor, proposed)
-            if cfg.infer_steps:
-                z = langevin_tasks.infer(cfg, generator, z, revised, cfg.infer_steps)
-            stats = langevin.descriptor_step(descriptor, opt_d, x, revised)
-            return stats | langevin.generator_step(generator, opt_g, z, revised, cfg.gen_sigma)
-
-        return Step(coop_step, cfg.batch_size)
-    raise KeyError(f"unknown image model {name!r}; known: {', '.join(MODELS)}")
+        return GANConfig(variant=name, **keys)
+    configs: dict[str, type[ImageConfig]] = {
+        "descriptor": DescriptorConfig,
+        "generator": GeneratorConfig,
+        "coop": CoopConfig,
+    }
+    if name not in configs:
+        raise KeyError(f"unknown image model {name!r}; known: {', '.join(MODELS)}")
+    return configs[name](**keys)
 
 
-def load_images(data_dir: Path, n: int = 8000) -> tuple[np.ndarray, np.ndarray]:
-    """The first `n` offline MNIST images (N, 28, 28) uint8 and labels: the offline train split's size."""
-    raw = read_idx(data_dir / "t10k-images-idx3-ubyte.gz")[:n]
-    return raw, read_idx(data_dir / "t10k-labels-idx1-ubyte.gz")[:n].astype(np.int64)
+def trainer(name: str, data_dir: Path, device: torch.device) -> tuple[Training, ImageConfig]:
+    """Image model `name`'s trainer on its prepared training split, as its flow builds it (the data prepared, or
+    found in the cache, under the current rlgen home)."""
+    cfg = config(name, data_dir, device)
+    return build_trainer(cfg, steps.prepare(cfg)), cfg
 
 
-def one_batch(step: Step, images: Tensor, labels: Tensor) -> Callable[[], None]:
-    """A call that trains `step` on one batch through fit_images (a permutation, an index gather and a scale to [0,
-    1])."""
-    feed = torch.arange(len(images), device=images.device) if step.by_row else labels
-
-    def run() -> None:
-        fit_images(step.fn, images, feed, step.batch_size, 1, lambda s, m: None, max_steps=1)
-
-    return run
-
-
-def whole_tensor_rate(step: Step, images: Tensor, labels: Tensor, seconds: float, device: torch.device) -> float:
-    """Training images/s of `step` fed by rlgen's whole-tensor loop."""
-    return time_for(one_batch(step, images, labels), seconds, device=device).per_sec(step.batch_size)
+def image_trainer(training: Training) -> ImageTrainer:
+    trainer = training.trainer
+    assert isinstance(trainer, ImageTrainer), f"{trainer.name} is not an ImageTrainer"
+    return trainer
 
 
 class PILDataset(Dataset):
@@ -150,12 +89,14 @@ class PILDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.images[i], mode="L")), int(self.labels[i])
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def dataloader_rate(step: Step, raw: np.ndarray, labels: np.ndarray, seconds: float, device: torch.device) -> float:
-    """Images/s of `step` fed by a shuffling DataLoader over PIL images (no workers, as the classic example on CPU)."""
-    loader = DataLoader(PILDataset(raw, labels), batch_size=step.batch_size, shuffle=True, drop_last=True)
+def dataloader_rate(training: Training, raw: np.ndarray, labels: np.ndarray, seconds: float) -> float:
+    """Images/s of the trainer's own update (`train_batch`) fed by a shuffling DataLoader over PIL images (no workers,
+    as the classic example on CPU) instead of its whole-tensor gathers."""
+    trainer, device = image_trainer(training), training.device
+    loader = DataLoader(PILDataset(raw, labels), batch_size=trainer.batch_size, shuffle=True, drop_last=True)
 
     def endless() -> Iterator[tuple[Tensor, Tensor]]:
         while True:
@@ -165,27 +106,30 @@ def dataloader_rate(step: Step, raw: np.ndarray, labels: np.ndarray, seconds: fl
 
     def run() -> None:
         x, y = next(batches)
-        step.fn(x.to(device), y.to(device))
+        trainer.train_batch(x.to(device), y.to(device))
 
-    return time_for(run, seconds, device=device).per_sec(step.batch_size)
+    with autocast(device, training.amp):
+        return time_for(run, seconds, device=device).per_sec(trainer.batch_size)
 
 
 def langevin_figures(seconds: float, device: torch.device) -> list[Figure]:
-    """Chain steps/s for a batch of 100: the descriptor's synthesis and the generator's inference of z."""
+    """Chain steps/s for a batch of 100: the descriptor's synthesis and the generator's inference of z, with the
+    families' own networks and chains (rlgen/families/langevin.py)."""
     d_cfg, g_cfg = DescriptorConfig(), GeneratorConfig()
-    descriptor = langevin_tasks.build_descriptor(d_cfg).to(device)
-    generator = langevin_tasks.build_generator(g_cfg).to(device)
+    descriptor = build_descriptor(d_cfg).to(device)
+    generator = build_generator(g_cfg).to(device)
     x0 = torch.rand(100, 1, 28, 28, device=device) * 2 - 1
     z0, target = torch.randn(100, g_cfg.latent_dim, device=device), torch.rand(100, 1, 28, 28, device=device) * 2 - 1
-    steps = 10
-    d_cfg = d_cfg.model_copy(update={"langevin_steps": steps})
-    chains = time_for(lambda: langevin_tasks.synthesize(d_cfg, descriptor, x0), seconds, device=device)
-    posterior = time_for(lambda: langevin_tasks.infer(g_cfg, generator, z0, target, steps), seconds, device=device)
+    n_steps = 10
+    d_cfg = d_cfg.model_copy(update={"langevin_steps": n_steps})
+    with autocast(device, d_cfg.amp):
+        chains = time_for(lambda: synthesize(d_cfg, descriptor, x0), seconds, device=device)
+        posterior = time_for(lambda: infer(g_cfg, generator, z0, target, n_steps), seconds, device=device)
     return [
         Figure(
             "langevin",
             "descriptor chains (images)",
-            chains.per_sec(steps),
+            chains.per_sec(n_steps),
             "steps/s",
             "batch 100, default descriptor",
             str(device),
@@ -193,7 +137,7 @@ def langevin_figures(seconds: float, device: torch.device) -> list[Figure]:
         Figure(
             "langevin",
             "generator inference (latents)",
-            posterior.per_sec(steps),
+            posterior.per_sec(n_steps),
             "steps/s",
             "batch 100, default generator",
             str(device),
@@ -202,31 +146,35 @@ def langevin_figures(seconds: float, device: torch.device) -> list[Figure]:
 
 
 def image_figures(seconds: float, device: torch.device, data_dir: Path = DATA / "mnist" / "raw") -> list[Figure]:
-    """Training images/s of every image model, and the MLP VAE through the per-item DataLoader for comparison."""
-    torch.manual_seed(0)
-    raw, labels_np = load_images(data_dir)
-    images = torch.from_numpy(raw).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
-    labels = torch.from_numpy(labels_np).to(device)
+    """Training images/s of every image model's trainer, and the MLP VAE's update through the per-item DataLoader for
+    comparison."""
     figures = []
-    for name in MODELS:
-        step = build_step(name, images)
-        rate = whole_tensor_rate(step, images, labels, seconds, device)
-        figures.append(Figure("images", name, rate, "images/s", f"batch {step.batch_size}, whole tensors", str(device)))
-        if name == "vae":
-            per_item = dataloader_rate(build_step(name, images), raw, labels_np, seconds, device)
-            figures.append(
-                Figure(
-                    "images",
-                    "vae, DataLoader + PIL",
-                    per_item,
-                    "images/s",
-                    f"batch {step.batch_size}, per item",
-                    str(device),
+    with scratch_home("rlgen-bench-images-"):
+        for name in MODELS:
+            cfg = config(name, data_dir, device)
+            prepared = steps.prepare(cfg)
+            training = build_trainer(cfg, prepared)
+            n_images = image_trainer(training).images.shape[0]
+            rate = training.time(seconds).per_sec(cfg.batch_size)
+            detail = f"batch {cfg.batch_size}, {n_images:,} images, whole tensors, end-of-epoch reports included"
+            figures.append(Figure("images", name, rate, "images/s", detail, str(device)))
+            if name == "vae":
+                data = load_prepared(prepared.path)  # the same training split, as numpy arrays
+                raw, labels = data["train_images"][:, 0].numpy(), data["train_labels"].numpy()
+                per_item = dataloader_rate(build_trainer(cfg, prepared), raw, labels, seconds)
+                figures.append(
+                    Figure(
+                        "images",
+                        "vae, DataLoader + PIL",
+                        per_item,
+                        "images/s",
+                        f"batch {cfg.batch_size}, per item, the trainer's update",
+                        str(device),
+                    )
                 )
-            )
-            figures.append(
-                Figure("images", "vae, whole tensors vs DataLoader", rate / per_item, "x", "speed-up", str(device))
-            )
+                figures.append(
+                    Figure("images", "vae, whole tensors vs DataLoader", rate / per_item, "x", "speed-up", str(device))
+                )
     return figures
 
 

@@ -3,8 +3,9 @@ training tokens/s and perplexity of the classic-size LSTM with the full softmax 
 run, same data, same budget); generation tokens/s of each exported TorchScript module. Each model is trained by the
 real flow (`rlgen run lm ...` in a fresh process) against a throwaway store.
 
-`--speed` measures training speed alone, in a minute and in-process: tokens/s and characters/s of the training step
-(models.lm.train_step, the default config of each run, real data) over consecutive windows, state carried.
+`--speed` measures training speed alone, in a minute and in-process: tokens/s and characters/s of the family's own
+trainer (rlgen.families.lm.trainer.LMTrainer, built as the flow builds it, the default config of each run, real
+data) stepped over consecutive windows, state carried, its validations excluded as in its own perf/tokens_per_sec.
 
     python -m benchmarks.lm [--only char word word-adaptive] [--data-root ../shared/data] [--set KEY=VALUE ...]
     python -m benchmarks.lm --speed [--seconds 20] [--device cpu]
@@ -19,12 +20,29 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, Figure, Options, env, print_table, run_quietly, save, time_for
+from benchmarks.common import (
+    DATA,
+    RESULTS,
+    Figure,
+    Options,
+    Training,
+    build_trainer,
+    env,
+    print_table,
+    run_quietly,
+    save,
+    scratch_home,
+    time_for,
+)
 from benchmarks.machine import describe
+
+if TYPE_CHECKING:
+    from rlgen.families.lm import LMConfig
+    from rlgen.families.lm.trainer import LMTrainer
 
 RUNS = {  # name: overrides, given the data root
     "char": lambda root: ["level=char", f"corpus_path={root / 'tinyshakespeare' / 'input.txt'}"],
@@ -57,9 +75,9 @@ def run_flow(overrides: list[str], home: Path) -> tuple[dict, float]:
 def generation_speed(model: str, home: Path, tokens: int = 2000) -> float:
     """Tokens/s of sampling one stream from the registered TorchScript module (temperature 0.8, top-k 40)."""
     from models.lm import sample
-    from tasks.export import load_scripted
-    from tasks.lm_data import Vocabulary
-    from tasks.play import fetch_exported
+    from rlgen.consumers import fetch_exported
+    from rlgen.data.vocabulary import Vocabulary
+    from rlgen.export.torchscript import load_scripted
 
     with env(RLGEN_HOME=str(home)):  # the store of this benchmark's runs
         module, metadata = load_scripted(fetch_exported(model, home / "export", "model", "model.pt"))
@@ -80,14 +98,15 @@ def quality(names: list[str], data_root: Path, extra: list[str]) -> dict[str, di
             home = Path(tmp) / name
             home.mkdir()
             result, seconds = run_flow(RUNS[name](data_root.resolve()) + extra, home)
-            result["generate/tokens_per_sec"] = generation_speed(str(result["model"]).split("/")[0], home)
+            metrics = dict(result["metrics"])  # the flow's ModelResult: evaluation, then train/* and perf/*
+            metrics["generate/tokens_per_sec"] = generation_speed(str(result["model"]).split("/")[0], home)
             rows[name] = {
                 "wall_seconds": round(seconds, 1),
                 "model": result["model"],
-                **{c: result.get(c) for c in COLUMNS},
+                **{c: metrics.get(c) for c in COLUMNS},
             }
             cells = " ".join(
-                f"{result[c]:>16.4g}" if isinstance(result.get(c), float) else f"{'-':>16}" for c in COLUMNS
+                f"{metrics[c]:>16.4g}" if isinstance(metrics.get(c), float) else f"{'-':>16}" for c in COLUMNS
             )
             print(f"{name:<14} {seconds / 60:>7.1f} {cells}", flush=True)
     if {"word", "word-adaptive"} <= set(rows):
@@ -146,45 +165,60 @@ def quality_figures(opts: Options) -> list[Figure]:
 
 
 class TrainStep(NamedTuple):
-    run: Callable[[], None]  # one training batch on the next window, the state carried over
+    training: Training  # the run's trainer: one step is one training batch on the next window, the state carried over
     tokens: int  # tokens per batch (batch_size x bptt)
     chars_per_token: float  # characters of decoded training text per token (1 at char level)
 
 
-def build_train_step(name: str, device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
-    """Run `name`'s default config on its real corpus, as tasks/lm.py's trainer builds it (model, optimizer,
-    streams)."""
-    from models import lm
-    from rlgen.config import LMConfig, config_from_overrides
-    from tasks.lm import build_model
-    from tasks.lm_data import load_corpus, load_vocabulary, prepare_corpus
-
-    cfg = config_from_overrides(LMConfig, RUNS[name](data_root.resolve()))
-    prepared = prepare_corpus(cfg.level, cfg.corpus, Path(cfg.corpus_path), cache_dir, cache_dir, cfg.val_fraction)
-    train, vocab = load_corpus(prepared.path, device)["train"], load_vocabulary(prepared.vocab_path)
-    model = build_model(cfg, len(vocab)).to(device).train()
-    if cfg.optimizer == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(
-            model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda")
-        )
-    else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    streams = lm.batchify(train, cfg.batch_size)  # (B, N / B)
-    windows, state = lm.bptt_windows(streams, cfg.bptt), model.initial_state(cfg.batch_size)
-
-    def run() -> None:
-        nonlocal windows, state
-        window = next(windows, None)
-        if window is None or window[0].size(1) < cfg.bptt:  # a new pass; the short last window is skipped
-            windows, state = lm.bptt_windows(streams, cfg.bptt), model.initial_state(cfg.batch_size)
-            window = next(windows)
-        _, state = lm.train_step(model, optimizer, *window, state, cfg.clip)
-
-    sample = train[:20_000].tolist()
-    return TrainStep(run, cfg.batch_size * cfg.bptt, len(vocab.decode(sample)) / len(sample))
+SPEED_EPOCHS = 1_000  # a budget no speed measurement exhausts (epochs set the trainer's budget and nothing else)
 
 
-def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = DATA) -> TrainStep:
+def run_config(name: str, device: torch.device, data_root: Path = DATA) -> LMConfig:
+    """Run `name`'s default config on its offline corpus under `data_root`, on `device`, its budget raised."""
+    from rlgen.config import config_from_overrides
+    from rlgen.families.lm import LMConfig
+
+    overrides = [*RUNS[name](data_root.resolve()), f"device={device}", f"epochs={SPEED_EPOCHS}"]
+    return config_from_overrides(LMConfig, overrides)
+
+
+def build_train_step(name: str, device: torch.device, data_root: Path = DATA) -> TrainStep:
+    """Run `name`'s default config on its real corpus, its trainer built as the flow builds it (model, optimizer,
+    streams); the corpus prepared, or found in the cache, under the current rlgen home."""
+    from rlgen import steps
+    from rlgen.data.corpora import load_corpus, load_vocabulary
+
+    cfg = run_config(name, device, data_root)
+    prepared = steps.prepare(cfg)
+    sample = load_corpus(prepared.path)["train"][:20_000].tolist()
+    chars_per_token = len(load_vocabulary(prepared.vocab_path).decode(sample)) / len(sample)
+    return TrainStep(build_trainer(cfg, prepared), cfg.batch_size * cfg.bptt, chars_per_token)
+
+
+def lm_trainer(step: TrainStep) -> LMTrainer:
+    from rlgen.families.lm.trainer import LMTrainer
+
+    trainer = step.training.trainer
+    assert isinstance(trainer, LMTrainer), f"{trainer.name} is not an LMTrainer"
+    return trainer
+
+
+def training_rate(step: TrainStep, seconds: float, warmup: int = 2) -> tuple[float, int]:
+    """Training tokens/s of the trainer over `seconds` after `warmup` batches, its validations excluded (as its own
+    perf/tokens_per_sec), and the batches measured."""
+    trainer = lm_trainer(step)
+    step.training.warm_up(warmup)
+    tokens = trainer.tokens
+    timing = step.training.time(seconds, warmup=0, excluded=lambda: trainer.eval_seconds)
+    return (trainer.tokens - tokens) / timing.seconds, timing.calls
+
+
+class ClassicStep(NamedTuple):
+    run: Callable[[], None]  # one training batch of the classic example on the next window
+    tokens: int  # tokens per batch
+
+
+def build_classic_step(device: torch.device, data_root: Path = DATA) -> ClassicStep:
     """The classic PyTorch example's word LSTM (pytorch/examples word_language_model, defaults: embedding 200, hidden
     200, 2 layers, dropout 0.2, bptt 35, batch 20, log_softmax + NLLLoss, clip 0.25, plain SGD by `p.data.add_`),
     written out as it is there, on the same corpus and vocabulary as rlgen's word run: the baseline the issue's target
@@ -193,11 +227,11 @@ def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = 
     from torch.nn import functional
 
     from models import lm
-    from rlgen.config import LMConfig, config_from_overrides
-    from tasks.lm_data import load_corpus, load_vocabulary, prepare_corpus
+    from rlgen import steps
+    from rlgen.data.corpora import load_corpus, load_vocabulary
 
-    cfg = config_from_overrides(LMConfig, RUNS["word"](data_root.resolve()))
-    prepared = prepare_corpus(cfg.level, cfg.corpus, Path(cfg.corpus_path), cache_dir, cache_dir, cfg.val_fraction)
+    cfg = run_config("word", device, data_root)
+    prepared = steps.prepare(cfg)  # the same prepared corpus and vocabulary as rlgen's word run
     train, ntoken = load_corpus(prepared.path, device)["train"], len(load_vocabulary(prepared.vocab_path))
     bptt, batch, lr, clip = 35, 20, 20.0, 0.25
 
@@ -232,7 +266,7 @@ def build_classic_step(device: torch.device, cache_dir: Path, data_root: Path = 
             p.data.add_(p.grad, alpha=-lr)
         position += bptt
 
-    return TrainStep(run, batch * bptt, 1.0)
+    return ClassicStep(run, batch * bptt)
 
 
 SPEED_NAMES = {"char": "char (2x256 LSTM)", "word": "word, full softmax", "word-adaptive": "word, adaptive softmax"}
@@ -241,49 +275,30 @@ SPEED_NAMES = {"char": "char (2x256 LSTM)", "word": "word, full softmax", "word-
 def speed_figures(seconds: float, device: torch.device, data_root: Path = DATA) -> list[Figure]:
     """Training tokens/s and characters/s of each run's default config, validation excluded."""
     figures = []
-    with tempfile.TemporaryDirectory(prefix="rlgen-bench-lm-") as cache:
+    with scratch_home("rlgen-bench-lm-"):
         for name, label in SPEED_NAMES.items():
-            step = build_train_step(name, device, Path(cache), data_root)
-            timing = time_for(step.run, seconds, warmup=2, device=device)
-            detail = f"{timing.calls} batches of {step.tokens} tokens, {step.chars_per_token:.2f} chars/token"
+            step = build_train_step(name, device, data_root)
+            rate, batches = training_rate(step, seconds)
+            detail = f"{batches} batches of {step.tokens} tokens, {step.chars_per_token:.2f} chars/token"
             if name == "char":  # a token is a character
-                figures.append(
-                    Figure(
-                        "lm",
-                        f"{label}: training",
-                        timing.per_sec(step.tokens),
-                        "tokens/s = chars/s",
-                        detail,
-                        str(device),
-                    )
-                )
+                figures.append(Figure("lm", f"{label}: training", rate, "tokens/s = chars/s", detail, str(device)))
                 continue
+            figures.append(Figure("lm", f"{label}: training", rate, "tokens/s", detail, str(device)))
             figures.append(
-                Figure("lm", f"{label}: training", timing.per_sec(step.tokens), "tokens/s", detail, str(device))
-            )
-            figures.append(
-                Figure(
-                    "lm",
-                    f"{label}: training",
-                    timing.per_sec(step.tokens * step.chars_per_token),
-                    "chars/s",
-                    detail,
-                    str(device),
-                )
+                Figure("lm", f"{label}: training", rate * step.chars_per_token, "chars/s", detail, str(device))
             )
             if name == "word":  # the same-size model as the classic PyTorch example writes it, same data, same run
-                ours = timing.per_sec(step.tokens)
-                classic = time_for(
-                    build_classic_step(device, Path(cache), data_root).run, seconds, warmup=2, device=device
-                )
-                theirs = classic.per_sec(step.tokens)
+                classic_step = build_classic_step(device, data_root)
+                classic = time_for(classic_step.run, seconds, warmup=2, device=device)
+                theirs = classic.per_sec(classic_step.tokens)
                 figures.append(
                     Figure(
                         "lm",
                         "word, the classic PyTorch example: training",
                         theirs,
                         "tokens/s",
-                        f"{classic.calls} batches of {step.tokens} tokens; rlgen's full softmax: {ours / theirs:.2f}x",
+                        f"{classic.calls} batches of {classic_step.tokens} tokens; rlgen's full softmax: "
+                        f"{rate / theirs:.2f}x",
                         str(device),
                     )
                 )

@@ -1,9 +1,11 @@
-"""What a figure was measured on: every benchmark records it next to its numbers."""
+"""What a figure was measured on, and when: every benchmark records it next to its numbers."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -18,15 +20,25 @@ def command() -> str:
     return " ".join(sys.argv)
 
 
+def cores() -> int:
+    """CPU cores this process may run on (its affinity: a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 0
+
+
 def describe(device: torch.device) -> dict[str, str | int]:
-    """CPU, thread count, accelerator and library versions."""
+    """CPU, cores, thread count, accelerator, library versions, the command and the date (UTC)."""
     info: dict[str, str | int] = {
         "cpu": platform.processor() or platform.machine(),
+        "cores": cores(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "command": command(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
     try:
         with open("/proc/cpuinfo") as f:

@@ -1,14 +1,17 @@
 """Orchestration overhead: the same MLP VAE training (offline MNIST split, a max_steps budget) run
 
-  plain  as a plain function: its training step in the whole-tensor loop (models/image_fit.py), nothing tracked;
+  plain  as a plain function: the VAE family's own trainer (rlgen/families/vae/train.py, built as the flow builds
+         it) stepped until it is done, its end-of-epoch reports computed, nothing tracked;
   task   the same function as a Prefect task inside a minimal flow;
-  flow   the vae flow itself (flows/vae.py): MLflow runs, metrics, per-epoch validation and sample grid, checkpoints,
-         learning curves, evaluation (small settings: 1,000 FID samples, IW-NLL on 100 images with k = 10),
-         export and its parity checks, registration and promotion;
+  flow   the vae flow itself (flows/models.py): MLflow runs, the same trainer under the training driver
+         (rlgen/training/driver.py: NaN checks, metrics, the per-epoch validation and sample grid recorded,
+         checkpoints), learning curves, evaluation (small settings: 1,000 FID samples, IW-NLL on 100 images with
+         k = 10), export and its parity checks, registration and promotion;
   cli    `rlgen run vae` in a fresh process: Python start-up, imports and Prefect's ephemeral server on top of flow.
 
-Per step: the training loop's own clock at the larger budget (2N steps, fastest of the repeats) against
-plain's at the same budget, so the flow's per-step cost holds its metrics, per-epoch validation and sample grid,
+Per step: the training loop's own clock (the driver's, in the flow) at the larger budget (2N steps, fastest of the
+repeats) against plain's at the same budget. The per-epoch validation and sample grid are the trainer's (plain computes
+them too), so the flow's per-step cost is the driver's recording: NaN checks, metrics, the grids written to the run,
 and checkpoints. Fixed: what a mode spends outside its training loop (wall minus loop), over plain's, averaged over
 both budgets. The flow's fixed cost is split by Prefect's own record of its task runs: the time each task ran
 (data prep, evaluator, training set-up, evaluation, export and parity, registry, promotion) and the rest, the flow
@@ -25,7 +28,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,16 +39,14 @@ from benchmarks.common import (
     RESULTS,
     Figure,
     Options,
-    env,
+    build_trainer,
     print_table,
     run_quietly,
     save,
+    scratch_home,
 )
-from benchmarks.image_speed import build_step
-from models.common import seed_everything
-from models.image_fit import fit_images
-from rlgen.config import VAEConfig
-from tasks.image_data import load_prepared
+from rlgen.data.images import PreparedData
+from rlgen.families.vae import VAEConfig
 
 OVERRIDES: dict[str, Any] = {  # the same run in every mode: a budget in steps and a small evaluation
     "variant": "vae",
@@ -65,34 +65,24 @@ def config(steps: int) -> VAEConfig:
     return VAEConfig(**OVERRIDES, max_steps=steps)
 
 
-def plain(cfg: VAEConfig, prepared_path: Path) -> float:
-    """The VAE's training as a plain function: load the prepared tensors, build, train `max_steps` batches; returns
-    the training loop's seconds."""
-    seed_everything(cfg.seed)
-    data = load_prepared(prepared_path)
-    step = build_step("vae", data["train_images"])
-    started = time.perf_counter()
-    fit_images(
-        step.fn,
-        data["train_images"],
-        data["train_labels"],
-        cfg.batch_size,
-        cfg.epochs,
-        lambda s, m: None,
-        max_steps=cfg.max_steps,
-    )
-    return time.perf_counter() - started
+def plain(cfg: VAEConfig, prepared: PreparedData) -> float:
+    """The VAE's training as a plain function: its trainer over the prepared tensors, as the flow builds it, stepped
+    `max_steps` batches (with its reports) and finished; returns the training loop's seconds."""
+    training = build_trainer(cfg, prepared)
+    seconds = training.run()
+    training.trainer.finish()
+    return seconds
 
 
 @task(name="overhead-train")
-def plain_task(cfg: VAEConfig, prepared_path: Path) -> float:
-    return plain(cfg, prepared_path)
+def plain_task(cfg: VAEConfig, prepared: PreparedData) -> float:
+    return plain(cfg, prepared)
 
 
 @flow(name="overhead-minimal")
-def minimal_flow(cfg: VAEConfig, prepared_path: Path) -> float:
+def minimal_flow(cfg: VAEConfig, prepared: PreparedData) -> float:
     """Nothing but the training task."""
-    return plain_task(cfg, prepared_path)
+    return plain_task(cfg, prepared)
 
 
 class Run(NamedTuple):
@@ -123,7 +113,7 @@ def task_seconds(flow_name: str = "vae") -> dict[str, float]:
             time.sleep(0.2)
     seconds: dict[str, float] = {}
     for run in runs:
-        name = run.name.rsplit("-", 1)[0]  # task run names are "<task name>-<3 characters>"
+        name = run.name.removesuffix(f"-{flow_name}")  # the model flow's task runs are "<task>-<family>"
         seconds[name] = seconds.get(name, 0.0) + (run.end_time - run.start_time).total_seconds()
     return seconds
 
@@ -136,7 +126,7 @@ def cli(steps: int, home: Path) -> Run:
     wall, result = run_quietly(
         [str(Path(sys.executable).with_name("rlgen")), "run", "vae", *sets], variables, home / "cli-result.json"
     )
-    return Run(wall, result["train/seconds"])
+    return Run(wall, result["metrics"]["train/seconds"])  # the flow's ModelResult
 
 
 def warm_prefect_home(home: Path) -> None:
@@ -150,16 +140,18 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
     test server."""
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.vae import vae_flow
-    from tasks.images import prepare_data
+    from flows.models import flow_for
+    from rlgen import steps as flow_steps
 
-    def timed(mode: str, steps: int, prepared_path: Path) -> Run:
+    vae_flow = flow_for("vae")
+
+    def timed(mode: str, steps: int, prepared: PreparedData) -> Run:
         cfg, started = config(steps), time.perf_counter()
         if mode == "flow":
-            train = vae_flow(cfg)["train/seconds"]
+            train = vae_flow(cfg).metrics["train/seconds"]
             wall = time.perf_counter() - started
             return Run(wall, train, task_seconds())
-        train = plain(cfg, prepared_path) if mode == "plain" else minimal_flow(cfg, prepared_path)
+        train = plain(cfg, prepared) if mode == "plain" else minimal_flow(cfg, prepared)
         return Run(time.perf_counter() - started, train)
 
     runs: dict[str, dict[int, Run]] = {mode: {} for mode in MODES}
@@ -168,22 +160,18 @@ def measure(n: int, repeats: int) -> dict[str, dict[int, Run]]:
     for logger in loggers:
         logger.setLevel(logging.WARNING)  # no run-by-run INFO lines in the middle of the suite's output
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="rlgen-bench-overhead-") as tmp,
-            env(RLGEN_HOME=tmp),
-            prefect_test_harness(server_startup_timeout=180),
-        ):
-            prepared = prepare_data(config(n))
+        with scratch_home("rlgen-bench-overhead-") as tmp, prefect_test_harness(server_startup_timeout=180):
+            prepared = flow_steps.prepare(config(n))
             for mode in ("flow", "task"):  # warm-up: first-call costs, and the LeNet evaluator (trained once per store)
-                timed(mode, 1, prepared.path)
+                timed(mode, 1, prepared)
             for _ in range(repeats):
                 for steps in (n, 2 * n):
                     for mode in ("plain", "task", "flow"):
-                        run = timed(mode, steps, prepared.path)
+                        run = timed(mode, steps, prepared)
                         best = runs[mode].get(steps, run)
                         runs[mode][steps] = run if run.train <= best.train else best
-            warm_prefect_home(Path(tmp))
-            runs["cli"][n] = cli(n, Path(tmp))
+            warm_prefect_home(tmp)
+            runs["cli"][n] = cli(n, tmp)
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
@@ -273,7 +261,7 @@ def flow_split(runs: dict[int, Run], base: Cost, per_step: float, steps_2min: fl
         for name, seconds in (run.tasks or {}).items():
             tasks[name] = tasks.get(name, 0.0) + seconds / len(runs)
     train_loop = sum(r.train for r in runs.values()) / len(runs)
-    tasks["vae-train"] = tasks.get("vae-train", train_loop) - train_loop  # the training task outside its loop
+    tasks["train"] = tasks.get("train", train_loop) - train_loop  # the training task outside its loop
     outside = sum(r.wall - r.train for r in runs.values()) / len(runs)
     orchestration = outside - sum(tasks.values())
     figures = [
@@ -282,7 +270,7 @@ def flow_split(runs: dict[int, Run], base: Cost, per_step: float, steps_2min: fl
             f"flow: task {name}",
             seconds,
             "s",
-            "outside the training loop" if name == "vae-train" else "Prefect's record of the task run",
+            "outside the training loop" if name == "train" else "Prefect's record of the task run",
         )
         for name, seconds in sorted(tasks.items(), key=lambda item: -item[1])
     ]
@@ -307,7 +295,8 @@ def flow_split(runs: dict[int, Run], base: Cost, per_step: float, steps_2min: fl
             "flow: in-loop share of a 2-minute training",
             share(loop),
             "%",
-            f"{loop:.1f} s: metrics, per-epoch validation and grid, checkpoints ({per_step * 1e3:.2f} ms/step)",
+            f"{loop:.1f} s: the driver's NaN checks, metrics, grids to the run, checkpoints "
+            f"({per_step * 1e3:.2f} ms/step)",
         ),
     ]
     return figures

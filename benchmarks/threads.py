@@ -1,6 +1,7 @@
-"""torch's intra-op threads, for the pipeline's thread policy (tasks/pipeline.py share_threads): one training step of
-the MLP VAE and of the char LM with 1 and with 2 threads in one process, then two training processes at once, each
-with 1 thread and each with 2 threads (the sum of their throughputs: what two concurrent branches get).
+"""torch's intra-op threads, for the pipeline's thread policy (rlgen/pipeline/branches.py share_threads): the MLP VAE's
+and the char LM's own trainers (built as their flows build them, default configs with a budget no measurement
+exhausts, real data) stepped with 1 and with 2 threads in one process, then two training processes at once, each with
+1 thread and each with 2 threads (the sum of their throughputs: what two concurrent branches get).
 
     python -m benchmarks.threads [--seconds 10]
 """
@@ -11,50 +12,49 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from benchmarks.common import DATA, RESULTS, Figure, Options, fmt, print_table, save, threads, time_for
+from benchmarks.common import DATA, RESULTS, Figure, Options, env, fmt, print_table, save, scratch_home, threads
 
 WORKLOADS = {"vae": "MLP VAE step (batch 128)", "lm-char": "char LM step (32 x 128 tokens)"}
 
 
 class Workload(NamedTuple):
-    run: Callable[[], None]  # one training step
-    units: int  # items per step
+    measure: Callable[[float, int], float]  # (seconds, warm-up steps) -> units/s of the trainer stepped that long
     unit: str
 
 
-def workload(name: str, cache: Path) -> Workload:
-    """One CPU training step of `name` with its default config on the real data, as image_speed and lm measure it."""
+def workload(name: str) -> Workload:
+    """`name`'s trainer with its default config (budget raised) on the real data, on the CPU, as image_speed and lm
+    measure it (the data prepared, or found in the cache, under the current rlgen home)."""
+    cpu = torch.device("cpu")
     if name == "vae":
-        from benchmarks.image_speed import build_step, load_images, one_batch
+        from benchmarks.image_speed import trainer
 
-        raw, labels = load_images(DATA / "mnist" / "raw")
-        images = torch.from_numpy(raw).unsqueeze(1)
-        step = build_step("vae", images)
-        return Workload(one_batch(step, images, torch.from_numpy(labels)), step.batch_size, "images/s")
-    from benchmarks.lm import build_train_step
+        training, cfg = trainer("vae", DATA / "mnist" / "raw", cpu)
+        return Workload(lambda seconds, warmup: training.time(seconds, warmup).per_sec(cfg.batch_size), "images/s")
+    from benchmarks.lm import build_train_step, training_rate
 
-    step = build_train_step("char", torch.device("cpu"), cache)
-    return Workload(step.run, step.tokens, "tokens/s")
+    step = build_train_step("char", cpu)
+    return Workload(lambda seconds, warmup: training_rate(step, seconds, warmup)[0], "tokens/s")
 
 
-def worker(name: str, n_threads: int, seconds: float, cache: Path) -> None:
+def worker(name: str, n_threads: int, seconds: float, home: Path) -> None:
     """A measuring process: build and warm up, say `ready`, wait for `go` on stdin, measure, print the rate as JSON."""
     torch.set_num_threads(n_threads)
-    job = workload(name, cache)
-    job.run()
+    with env(RLGEN_HOME=str(home), RLGEN_DATA_DIR=None):  # the data the parent prepared
+        job = workload(name)
+    job.measure(0.0, 1)  # warm-up: a few steps
     print("ready", flush=True)
     sys.stdin.readline()
-    print(json.dumps({"rate": time_for(job.run, seconds, warmup=0).per_sec(job.units)}), flush=True)
+    print(json.dumps({"rate": job.measure(seconds, 0)}), flush=True)
 
 
-def concurrent_rates(name: str, n_threads: int, seconds: float, cache: Path, processes: int = 2) -> list[float]:
+def concurrent_rates(name: str, n_threads: int, seconds: float, home: Path, processes: int = 2) -> list[float]:
     """Each process's rate while `processes` of them train at once with `n_threads` threads each (started together)."""
     command = [
         sys.executable,
@@ -67,7 +67,7 @@ def concurrent_rates(name: str, n_threads: int, seconds: float, cache: Path, pro
         "--seconds",
         str(seconds),
         "--cache",
-        str(cache),
+        str(home),
     ]
     procs = [
         subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(processes)
@@ -90,14 +90,14 @@ def concurrent_rates(name: str, n_threads: int, seconds: float, cache: Path, pro
 def thread_figures(seconds: float) -> list[Figure]:
     """Per workload: one process at 1 and 2 threads, and two processes at 1 and 2 threads each."""
     figures = []
-    with tempfile.TemporaryDirectory(prefix="rlgen-bench-threads-") as tmp:
+    with scratch_home("rlgen-bench-threads-") as home:
         for name, label in WORKLOADS.items():
-            job = workload(name, Path(tmp))
+            job = workload(name)
             alone, pairs = {}, {}
             for n in (1, 2):
                 with threads(n):
-                    alone[n] = time_for(job.run, seconds).per_sec(job.units)
-                pairs[n] = concurrent_rates(name, n, seconds, Path(tmp))
+                    alone[n] = job.measure(seconds, 1)
+                pairs[n] = concurrent_rates(name, n, seconds, home)
             for n in (1, 2):
                 vs = f"; {alone[2] / alone[1]:.2f}x 1 thread" if n == 2 else ""
                 figures.append(

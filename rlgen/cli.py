@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -15,7 +17,7 @@ from rich.table import Table
 
 import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
 from rlgen import preflight
-from rlgen.checkpoints.stop import stop_scope
+from rlgen.checkpoints.stop import StopRequest, stop_scope
 from rlgen.config.base import TrainConfig, config_from_overrides, describe_fields
 from rlgen.errors import ConfigError, UserError
 from rlgen.family import Command
@@ -76,6 +78,19 @@ def _config(command: Command, overrides: list[str] | None, resume: str | None) -
     return config, {"resume_run_id": run_id}
 
 
+@contextmanager
+def _signals_stop(stop: StopRequest) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (SIGTERM unwinds like Ctrl-C: runs close as KILLED); the old handlers come back."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, stop.handler(None))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _run_command(command: Command) -> Any:
     def run(overrides: SetOption = None, resume: ResumeOption = None) -> None:
         try:
@@ -83,9 +98,7 @@ def _run_command(command: Command) -> Any:
             preflight.check_prefect()  # a Prefect server that does not answer fails here, not after its retries
         except ConfigError as err:
             fail(str(err))
-        with stop_scope() as stop:  # the flow's runs watch signals too; this makes their stop request ours
-            for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM unwinds like Ctrl-C: runs close as KILLED
-                signal.signal(signum, stop.handler(None))
+        with stop_scope() as stop, _signals_stop(stop):  # the flow's runs watch signals too, with this request
             flow = command.load_flow()
             preflight.quiet_user_errors()  # a bad data file is one paragraph below, not also a traceback
             try:

@@ -9,6 +9,7 @@ MLflow's own client would otherwise retry an unreachable server for minutes, and
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -248,18 +249,15 @@ class _NoTracebackForUserErrors:
     def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
         self.expected = expected
 
-    def filter(self, record: object) -> bool:
-        exc_info = getattr(record, "exc_info", None)
-        if exc_info and isinstance(exc_info[1], self.expected):
-            record.exc_info = record.exc_text = None  # type: ignore[attr-defined]
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info, record.exc_text = None, None
         return True
 
 
 def quiet_user_errors() -> None:
     """Prefect logs a ConfigError or DataError raised in a flow with its traceback; the CLI says it in one paragraph
     instead."""
-    import logging
-
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _NoTracebackForUserErrors) for f in logger.filters):

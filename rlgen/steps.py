@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from models.common import compile_modules, seed_everything
+from models.training import Trainer
 from rlgen.checkpoints.io import load_checkpoint, save_checkpoint
 from rlgen.checkpoints.stop import StopRequest, current_stop
 from rlgen.config.base import TrainConfig
@@ -47,6 +48,19 @@ def context(cfg: TrainConfig, prepared: Any, parent_id: str) -> Any:
     return family_of(cfg).impl().DOMAIN.context(cfg, prepared, parent_id)
 
 
+def build_trainer(cfg: TrainConfig, prepared: object) -> tuple[Trainer, torch.device]:
+    """`cfg`'s trainer on `prepared` data, as every training run builds it: seeded, the family's networks on the
+    config's device, its trainer over them, compiled when the config says so (benchmarks step it the same way)."""
+    impl = family_of(cfg).impl()
+    seed_everything(cfg.seed)
+    device = training_device(cfg)
+    modules = {name: module.to(device) for name, module in impl.build(cfg, prepared).items()}
+    trainer = impl.trainer(cfg, prepared, modules, device)
+    if cfg.compile:
+        compile_modules(*modules.values())
+    return trainer, device
+
+
 def train_model(cfg: TrainConfig, prepared: object, run_id: str, stop: StopRequest | None = None) -> Trained:
     """Train `cfg`'s model on `prepared` data under the driver, recording everything on MLflow run `run_id`.
 
@@ -54,17 +68,12 @@ def train_model(cfg: TrainConfig, prepared: object, run_id: str, stop: StopReque
     run, with the learning curve and the train/* and perf/* summary.
     """
     family = family_of(cfg)
-    impl = family.impl()
-    seed_everything(cfg.seed)
-    device = training_device(cfg)
-    modules = {name: module.to(device) for name, module in impl.build(cfg, prepared).items()}
+    trainer, device = build_trainer(cfg, prepared)
+    modules = trainer.modules()
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
     log.info("%s: %s, %s parameters, device %s", cfg.registered_name, cfg.model_dump(), sum(counts.values()), device)
     per_module = {f"model.{name}_parameters": n for name, n in counts.items()} if len(counts) > 1 else {}
     log_params(run_id, {"model.parameters": sum(counts.values()), **per_module, "device.resolved": str(device)})
-    trainer = impl.trainer(cfg, prepared, modules, device)
-    if cfg.compile:
-        compile_modules(*modules.values())
     result = drive(
         trainer,
         run_id,
@@ -87,7 +96,7 @@ def train_model(cfg: TrainConfig, prepared: object, run_id: str, stop: StopReque
         log_artifact(run_id, save_checkpoint(Path(tmp) / f"{family.name}.pt", weights), "checkpoints")
         title = f"{cfg.registered_name}, seed {cfg.seed}"
         curve = learning_curve(
-            impl.curves(result.history), Path(tmp) / "learning_curve.png", title, xlabel=trainer.unit
+            family.impl().curves(result.history), Path(tmp) / "learning_curve.png", title, xlabel=trainer.unit
         )
         log_artifact(run_id, curve, "plots")
     return Trained(run_id, artifact, trainer.steps, result.seconds, summary)

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders pixel observations headless
+os.environ.setdefault("COLUMNS", "200")  # rich tables printed in this process (the `rlgen` fixture) are not cut
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Several workers share the cores: one torch thread per process (the subprocesses inherit it), or the
     # thread pools oversubscribe the cores and spin against each other. Tiny test models run no slower.
@@ -20,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 import pg
 
-import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
+import rlgen.settings
 
 
 @pytest.fixture
@@ -69,3 +71,40 @@ def rlgen_cli(prefect_server: str, store: Path) -> Callable[..., subprocess.Comp
         return done
 
     return run
+
+
+@pytest.fixture
+def rlgen(
+    prefect_server: str, store: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Any]:
+    """Run an `rlgen` command in this process (the same app the console script runs) against the test server and
+    store: flows and commands tested without paying a fresh interpreter each time. `rlgen_cli` is the subprocess.
+
+    Output is captured at the file descriptors."""
+    from rlgen.cli import make_app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    app = make_app()
+
+    def run(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        capfd.readouterr()  # what came before is not this command's
+        code = app(list(args), standalone_mode=False) or 0
+        out, err = capfd.readouterr()
+        assert code == expect, f"rlgen {' '.join(args)} exited {code}:\n{out}\n{err}"
+        return subprocess.CompletedProcess(["rlgen", *args], code, out, err)
+
+    return run
+
+
+@pytest.fixture(autouse=True)
+def _log_to_current_streams() -> None:
+    """Point the log handlers (Prefect's rich console handlers among them) at this test's stderr: they bind the stream
+    of the test that configured logging, which pytest closes after it, and flows run in this process too."""
+    import logging
+
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]
+    for handler in (h for logger in loggers for h in logger.handlers):
+        if console := getattr(handler, "console", None):
+            console.file = sys.stderr
+        elif type(handler) is logging.StreamHandler:
+            handler.stream = sys.stderr  # not setStream: it flushes the closed one

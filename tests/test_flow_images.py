@@ -27,9 +27,9 @@ def sets(pairs: list[str]) -> list[str]:
 
 @pytest.mark.parametrize(("family", "variant", "extra"), VARIANTS, ids=[v[1] for v in VARIANTS])
 def test_image_flow_records_evaluates_exports_and_samples(
-    rlgen_cli, store: Path, tmp_path: Path, family: str, variant: str, extra: list[str]
+    rlgen, store: Path, tmp_path: Path, family: str, variant: str, extra: list[str]
 ) -> None:
-    rlgen_cli("run", family, *sets([*TINY, f"variant={variant}", *extra]))
+    rlgen("run", family, *sets([*TINY, f"variant={variant}", *extra]))
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     (version,) = client.search_model_versions(f"name='{variant}-mnist'")
     run = client.get_run(version.run_id)
@@ -72,24 +72,24 @@ def test_image_flow_records_evaluates_exports_and_samples(
 
     label = ["--label", "3"] if variant in {"cvae", "cgan"} else []
     grid = tmp_path / "grid.png"
-    rlgen_cli("sample", "--model", f"{variant}-mnist", "--n", "16", *label, "-o", str(grid))
+    rlgen("sample", "--model", f"{variant}-mnist", "--n", "16", *label, "-o", str(grid))
     assert Image.open(grid).size == (4 * 30 + 2, 4 * 30 + 2)
 
 
-def test_evaluator_is_reused_across_runs(rlgen_cli, store: Path) -> None:
+def test_evaluator_is_reused_across_runs(rlgen, store: Path) -> None:
     for variant in ("vae", "cvae"):
-        rlgen_cli("run", "vae", *sets([*TINY, f"variant={variant}", "iw_samples=2", "iw_images=10"]))
+        rlgen("run", "vae", *sets([*TINY, f"variant={variant}", "iw_samples=2", "iw_images=10"]))
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     assert len(client.search_model_versions("name='lenet-mnist'")) == 1
 
 
-def test_missing_data_directory_is_a_clear_error(rlgen_cli, store: Path, tmp_path: Path) -> None:
-    done = rlgen_cli("run", "vae", "--set", f"data_dir={tmp_path / 'nowhere'}", expect=2)
+def test_missing_data_directory_is_a_clear_error(rlgen, store: Path, tmp_path: Path) -> None:
+    done = rlgen("run", "vae", "--set", f"data_dir={tmp_path / 'nowhere'}", expect=2)
     assert "nowhere" in done.stderr
 
 
-def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen_cli, store: Path) -> None:
-    done = rlgen_cli("run", "vae", *sets([*TINY, "lr=1e30", "iw_samples=2", "iw_images=10"]), expect=1)
+def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen, store: Path) -> None:
+    done = rlgen("run", "vae", *sets([*TINY, "lr=1e30", "iw_samples=2", "iw_images=10"]), expect=1)
     assert "vae-mnist: non-finite train/loss" in done.stderr and "at step 2" in done.stderr
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     runs = client.search_runs(

@@ -21,7 +21,7 @@ TINY = [
 ]
 LANGEVIN = {
     "descriptor": ["langevin_steps=3"],
-    "generator": ["infer_steps=2"],
+    "generator": ["infer_steps=2", "recon_images=50"],
     "coop": ["langevin_steps=3", "infer_steps=1"],
 }
 
@@ -33,10 +33,8 @@ def client_for(store: Path) -> MlflowClient:
 
 
 @pytest.mark.parametrize("family", list(LANGEVIN))
-def test_langevin_flow_records_evaluates_exports_and_serves(
-    rlgen_cli, store: Path, tmp_path: Path, family: str
-) -> None:
-    rlgen_cli("run", family, *sets([*TINY, *LANGEVIN[family]]))
+def test_langevin_flow_records_evaluates_exports_and_serves(rlgen, store: Path, tmp_path: Path, family: str) -> None:
+    rlgen("run", family, *sets([*TINY, *LANGEVIN[family]]))
     client = client_for(store)
     (version,) = client.search_model_versions(f"name='{family}-mnist'")
     run = client.get_run(version.run_id)
@@ -81,18 +79,18 @@ def test_langevin_flow_records_evaluates_exports_and_serves(
         files = [tmp_path / "a.png", tmp_path / "b.png"]
         Image.fromarray(digit[2:30, 2:30]).save(files[0])  # the grid's first image
         Image.fromarray(np.zeros((56, 56), np.uint8)).save(files[1])  # resized to 28x28
-        done = rlgen_cli("score", "--model", "descriptor-mnist", *map(str, files))
+        done = rlgen("score", "--model", "descriptor-mnist", *map(str, files))
         assert "a.png" in done.stdout and "b.png" in done.stdout
-        refused = rlgen_cli("sample", "--model", "descriptor-mnist", expect=2)
+        refused = rlgen("sample", "--model", "descriptor-mnist", expect=2)
         assert "rlgen score" in refused.stderr
     else:
         grid = tmp_path / "grid.png"
-        rlgen_cli("sample", "--model", f"{family}-mnist", "--n", "16", "-o", str(grid))
+        rlgen("sample", "--model", f"{family}-mnist", "--n", "16", "-o", str(grid))
         assert Image.open(grid).size == (4 * 30 + 2, 4 * 30 + 2)
 
 
-def test_langevin_divergence_fails_the_run_naming_step_and_step_size(rlgen_cli, store: Path) -> None:
-    done = rlgen_cli("run", "descriptor", *sets([*TINY, "langevin_steps=3", "langevin_step=1e4"]), expect=1)
+def test_langevin_divergence_fails_the_run_naming_step_and_step_size(rlgen, store: Path) -> None:
+    done = rlgen("run", "descriptor", *sets([*TINY, "langevin_steps=3", "langevin_step=1e4"]), expect=1)
     assert "training step 1" in done.stderr and "step size 10000" in done.stderr
     client = client_for(store)
     runs = client.search_runs(
@@ -101,6 +99,6 @@ def test_langevin_divergence_fails_the_run_naming_step_and_step_size(rlgen_cli, 
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_score_names_a_missing_model_file(rlgen_cli, store: Path, tmp_path: Path) -> None:
-    missing = rlgen_cli("score", "--model", str(tmp_path / "none.pt"), str(tmp_path / "x.png"), expect=2)
+def test_score_names_a_missing_model_file(rlgen, store: Path, tmp_path: Path) -> None:
+    missing = rlgen("score", "--model", str(tmp_path / "none.pt"), str(tmp_path / "x.png"), expect=2)
     assert "none.pt" in missing.stderr

@@ -163,7 +163,7 @@ def test_an_extra_family_is_picked_up_by_the_cli_its_flow_the_pipeline_the_repor
     report = mlflow.download_artifacts(str(result["run_id"]), "report/report.md", str(store.parent))
     text = Path(report).read_text()
     assert "| line | ok |" in text and "challenger" in text and "eval/mse" in text  # promotion compared it with line/1
-    assert mlflow.get_model_version_by_alias("line", "champion").version == "1"
+    assert str(mlflow.get_model_version_by_alias("line", "champion").version) == "1"
 
 
 def artifacts(mlflow: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:

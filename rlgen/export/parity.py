@@ -34,33 +34,42 @@ class Parity(NamedTuple):
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]  # what a method returns
 
 
+Check = tuple[Path, "torch.Tensor | tuple[torch.Tensor, ...]", dict[str, Outputs]]  # file, inputs, expected by method
+
+
 def check_parity(
     path: Path, inputs: torch.Tensor | tuple[torch.Tensor, ...], expected: dict[str, Outputs]
 ) -> dict[str, Parity]:
-    """Run each method named in `expected` on `inputs` (one tensor or a tuple of arguments) in one
-    fresh python process and compare (a tuple of outputs by its largest difference).
+    """Run each method named in `expected` on `inputs` (one tensor or a tuple of arguments) in a fresh python
+    process and compare (a tuple of outputs by its largest difference).
 
     `path` is a TorchScript file, or a `.pt2` whose methods lie in their own files (`program_path`).
     The fresh process proves the file stands alone: it has only torch and the saved module.
     """
+    return check_files([(path, inputs, expected)])[0]
+
+
+def check_files(checks: list[Check]) -> list[dict[str, Parity]]:
+    """`check_parity` of several files in one fresh process (its start-up, torch's import, is most of the cost)."""
     with tempfile.TemporaryDirectory(prefix="rlgen-parity-") as tmp:
-        inputs_file, expected_file = Path(tmp) / "inputs.pt", Path(tmp) / "expected.pt"
-        args = inputs if isinstance(inputs, tuple) else (inputs,)
-        torch.save([a.cpu() for a in args], inputs_file)
-        torch.save(
-            {k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in expected.items()},
-            expected_file,
-        )
-        done = subprocess.run(
-            [sys.executable, "-m", "rlgen.export.parity", str(path), str(inputs_file), str(expected_file)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        manifest = []
+        for i, (path, inputs, expected) in enumerate(checks):
+            inputs_file, expected_file = Path(tmp) / f"inputs{i}.pt", Path(tmp) / f"expected{i}.pt"
+            args = inputs if isinstance(inputs, tuple) else (inputs,)
+            torch.save([a.cpu() for a in args], inputs_file)
+            torch.save(
+                {k: tuple(t.cpu() for t in v) if isinstance(v, tuple) else v.cpu() for k, v in expected.items()},
+                expected_file,
+            )
+            manifest.append([str(path), str(inputs_file), str(expected_file)])
+        (Path(tmp) / "checks.json").write_text(json.dumps(manifest))
+        command = [sys.executable, "-m", "rlgen.export.parity", str(Path(tmp) / "checks.json")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
-        raise RuntimeError(f"the parity check of {path} failed in its fresh process:\n{done.stderr[-2000:]}")
+        files = ", ".join(str(path) for path, _, _ in checks)
+        raise RuntimeError(f"the parity check of {files} failed in its fresh process:\n{done.stderr[-2000:]}")
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    return {method: Parity(**values) for method, values in results.items()}
+    return [{method: Parity(**values) for method, values in result.items()} for result in results]
 
 
 class ProgramCheck(NamedTuple):
@@ -122,4 +131,4 @@ def _compare(path: str, inputs_file: str, expected_file: str) -> dict[str, dict]
 
 
 if __name__ == "__main__":
-    print(json.dumps(_compare(*sys.argv[1:4])))
+    print(json.dumps([_compare(*check) for check in json.loads(Path(sys.argv[1]).read_text())]))

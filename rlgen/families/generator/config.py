@@ -17,3 +17,6 @@ class GeneratorConfig(GeneratorKeys, LangevinConfig):
     epochs: int = Field(
         8, gt=0, description="Passes over the training images (longer runs drift the latents from the prior)."
     )
+    recon_images: int = Field(
+        1_000, gt=0, description="Held-out test images reconstructed in the evaluation (recon_mse)."
+    )

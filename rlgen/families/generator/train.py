@@ -102,7 +102,7 @@ def evaluate(
     export = gan.GeneratorExport(generator)
     device = next(generator.parameters()).device
     metrics = evaluate_samples(cfg, prepared, evaluator, export, cfg.latent_dim, device)
-    test = load_prepared(prepared.path, device)["test_images"][:1000].float() / 255.0
+    test = load_prepared(prepared.path, device)["test_images"][: cfg.recon_images].float() / 255.0
     z = infer(
         cfg, generator, torch.zeros(len(test), cfg.latent_dim, device=device), gan.from_unit(test), RECON_INFER_STEPS
     )

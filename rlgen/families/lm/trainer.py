@@ -60,11 +60,13 @@ class LMTrainer(Trainer):
         self.steps, self.tokens, self.epoch, self.window = 0, 0, 1, 0  # window: windows done in this epoch
         self.stopped, self.last_eval = False, 0
         self.state: lm.State = model.initial_state(train.size(0))
-        self.first_tokens, self.eval_seconds, self.started = 0, 0.0, time.perf_counter()
+        self.first_tokens, self.eval_seconds, self.started = 0, 0.0, 0.0  # the clock starts at the first step
         self._reports: list[Report] = []
         model.train()
 
     def step(self) -> dict[str, Tensor]:
+        if not self.started:
+            self.started = time.perf_counter()
         if self.window == self.per_epoch:  # a new epoch starts from the zero state
             self.epoch, self.window, self.state = self.epoch + 1, 0, self.model.initial_state(self.streams.size(0))
         x, y = self.windows[self.window]
@@ -162,7 +164,7 @@ class LMTrainer(Trainer):
         self.best, self.best_step, self.bad = state["best"], state["best_step"], state["bad"]
         self.best_state = {k: v.to(device) for k, v in state["best_state"].items()}
         self.last_eval, self.stopped = state["last_eval"], state["stopped"]
-        self.first_tokens, self.started, self.eval_seconds = self.tokens, time.perf_counter(), 0.0
+        self.first_tokens, self.started, self.eval_seconds = self.tokens, 0.0, 0.0
 
     def finish(self) -> None:
         """Keep the weights of the best validation."""
