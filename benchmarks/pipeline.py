@@ -1,7 +1,7 @@
 """The main job's thread policy: `rlgen run pipeline` (quick profile, every model, offline data) with
 concurrency=2 against concurrency=1, each in a fresh process and a fresh store: wall time and each branch's time
 (its model flow's MLflow run, start to end). With concurrency 2 the two running branches get one torch thread
-each (rlgen/pipeline/branches.py share_threads); with 1, the branch gets both. About 15+ minutes per run on 2 cores.
+each (rlgen/pipeline/branches.py shared_threads); with 1, the branch gets both. About 15+ minutes per run on 2 cores.
 
 `--quick` (a check that it works, not a figure): three models on tiny budgets.
 

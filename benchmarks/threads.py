@@ -1,4 +1,4 @@
-"""torch's intra-op threads, for the pipeline's thread policy (rlgen/pipeline/branches.py share_threads): the MLP VAE's
+"""torch's intra-op threads, for the pipeline's thread policy (rlgen/pipeline/branches.py shared_threads): the MLP VAE's
 and the char LM's own trainers (built as their flows build them, default configs with a budget no measurement
 exhausts, real data) stepped with 1 and with 2 threads in one process, then two training processes at once, each with
 1 thread and each with 2 threads (the sum of their throughputs: what two concurrent branches get).

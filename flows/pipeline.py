@@ -9,7 +9,7 @@ from prefect.futures import PrefectFuture
 from rlgen.checkpoints.stop import current_stop
 from rlgen.family import ModelResult
 from rlgen.pipeline import cluster
-from rlgen.pipeline.branches import check_branches, run_all, share_threads
+from rlgen.pipeline.branches import check_branches, run_all, shared_threads
 from rlgen.pipeline.config import PipelineConfig
 from rlgen.tracking.lifecycle import tracked_run
 from tasks.pipeline import branch_task, prepare_task, report_task
@@ -19,8 +19,7 @@ from tasks.pipeline import branch_task, prepare_task, report_task
 def pipeline_flow(config: PipelineConfig = PipelineConfig()) -> dict[str, object]:
     """Train, evaluate, export, register and promote every selected model, then write the report."""
     cluster.check_runner(config)
-    threads = share_threads(config)
-    with tracked_run(config, f"pipeline-{config.profile}") as parent_id:
+    with shared_threads(config) as threads, tracked_run(config, f"pipeline-{config.profile}") as parent_id:
         prepare_task(config, parent_id)
         with cluster.task_runner(config, threads) as runner:
 

@@ -108,9 +108,9 @@ def test_run_dqn_records_everything_and_play_uses_the_export(
     assert parent.info.run_id in listing_out and "FINISHED" in listing_out
 
 
-def test_pixel_mode_trains_on_rendered_frames(rlgen_cli, store: Path, mlflow_client: MlflowClient) -> None:
+def test_pixel_mode_trains_on_rendered_frames(rlgen, store: Path, mlflow_client: MlflowClient) -> None:
     pixels = [p for p in TINY if not p.startswith(("total_steps", "eval_every"))]
-    rlgen_cli("run", "dqn", *sets([*pixels, "obs_mode=pixels", "total_steps=300", "eval_every=0"]))
+    rlgen("run", "dqn", *sets([*pixels, "obs_mode=pixels", "total_steps=300", "eval_every=0"]))
     (version,) = mlflow_client.search_model_versions("name='dqn-CartPole-v1-pixels'")
     run = mlflow_client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
@@ -118,8 +118,8 @@ def test_pixel_mode_trains_on_rendered_frames(rlgen_cli, store: Path, mlflow_cli
     assert "3 episodes" in run_cli("play", "--model", "dqn-CartPole-v1-pixels", "--episodes", "3").output
 
 
-def test_unknown_environment_fails_before_any_run(rlgen_cli, store: Path) -> None:
-    done = rlgen_cli("run", "dqn", "--set", "env_id=Pendulum-v1", expect=2)
+def test_unknown_environment_fails_before_any_run(rlgen, store: Path) -> None:
+    done = rlgen("run", "dqn", "--set", "env_id=Pendulum-v1", expect=2)
     assert "DQN needs discrete actions" in done.stderr
     assert not (store / "mlflow.db").exists()
 

@@ -40,9 +40,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.mark.parametrize("level", list(LEVELS))
-def test_lm_flow_records_evaluates_exports_and_generates(rlgen_cli, store: Path, level: str) -> None:
+def test_lm_flow_records_evaluates_exports_and_generates(rlgen, store: Path, level: str) -> None:
     keys, name = LEVELS[level]
-    rlgen_cli("run", "lm", *sets([*TINY, *keys]))
+    rlgen("run", "lm", *sets([*TINY, *keys]))
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     (version,) = client.search_model_versions(f"name='{name}'")
     run = client.get_run(version.run_id)

@@ -28,7 +28,7 @@ TINY = {
 }
 
 
-def run_pipeline(rlgen_cli, models: str, *extra: str) -> None:
+def run_pipeline(rlgen, models: str, *extra: str) -> None:
     args = [
         "--set",
         f"models={models}",
@@ -38,12 +38,12 @@ def run_pipeline(rlgen_cli, models: str, *extra: str) -> None:
         f"overrides={json.dumps(TINY)}",
         *extra,
     ]
-    rlgen_cli("run", "pipeline", *args)
+    rlgen("run", "pipeline", *args)
 
 
 @pytest.mark.skipif(not (SHARED / "mnist" / "raw").is_dir(), reason=f"the offline data are not at {SHARED}")
-def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli, store: Path, tmp_path: Path) -> None:
-    run_pipeline(rlgen_cli, "dqn,vae,descriptor", "--set", "concurrency=2")
+def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen, store: Path, tmp_path: Path) -> None:
+    run_pipeline(rlgen, "dqn,vae,descriptor", "--set", "concurrency=2")
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     (pipeline,) = client.search_runs(experiments, filter_string="tags.`rlgen.family` = 'pipeline'")
@@ -78,8 +78,8 @@ def test_pipeline_runs_every_branch_under_one_run_promotes_and_reports(rlgen_cli
 
     # Concurrent branches share the process's random number generators, so a seed reproduces a run
     # exactly only with one branch at a time: run the VAE twice so; the equal metric does not promote.
-    run_pipeline(rlgen_cli, "vae", "--set", "concurrency=1")
-    run_pipeline(rlgen_cli, "vae", "--set", "concurrency=1")
+    run_pipeline(rlgen, "vae", "--set", "concurrency=1")
+    run_pipeline(rlgen, "vae", "--set", "concurrency=1")
     second, third = (client.get_model_version("vae-mnist", v) for v in ("2", "3"))
     assert third.tags["rlgen.primary_value"] == second.tags["rlgen.primary_value"]
     assert third.aliases == ["challenger"] and "does not beat" in third.tags["rlgen.decision_reason"]

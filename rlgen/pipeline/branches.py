@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple, cast
 
 import torch
@@ -33,12 +34,16 @@ class BranchResult(NamedTuple):
     error: str | None
 
 
-def share_threads(cfg: PipelineConfig) -> int:
-    """Give each concurrent branch its share of the CPU's cores for torch's intra-op pool; returns it."""
+@contextmanager
+def shared_threads(cfg: PipelineConfig) -> Iterator[int]:
+    """Give each concurrent branch its share of the CPU's cores for torch's intra-op pool while the block runs."""
     running = min(cfg.concurrency, len(cfg.models))
-    threads = max(1, (os.cpu_count() or 1) // running)
+    threads, before = max(1, (os.cpu_count() or 1) // running), torch.get_num_threads()
     torch.set_num_threads(threads)  # process-wide: two branches on two cores get one thread each, not two
-    return threads
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def prepare_shared(cfg: PipelineConfig, parent_id: str) -> list[str]:
