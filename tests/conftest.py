@@ -25,10 +25,18 @@ import pg
 import rlgen.settings
 
 
+@pytest.fixture(scope="session")
+def shared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data folder for the session's stores: data prepared (and LeNet evaluators trained) once, not per test."""
+    return tmp_path_factory.mktemp("data")
+
+
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty rlgen home in tmp_path: the embedded MLflow store goes to tmp_path/mlruns."""
+def store(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty rlgen home in tmp_path: the embedded MLflow store goes to tmp_path/mlruns. Prepared data come from
+    the session's data folder, as on a machine that ran rlgen before."""
     monkeypatch.setenv("RLGEN_HOME", str(tmp_path))
+    monkeypatch.setenv("RLGEN_DATA_DIR", str(shared_data))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path / "mlruns"
 

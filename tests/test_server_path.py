@@ -122,10 +122,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
         yield srv
     finally:
-        for process in reversed(processes):
+        for process in reversed(processes):  # the worker takes half a minute to stop on SIGTERM: the test is over
             process.terminate()
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
 

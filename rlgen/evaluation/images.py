@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from rlgen.config.image import ImageConfig
 from rlgen.data.idx import dataset_spec
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.plots import confusion_matrix_plot, save_grid
+from rlgen.settings import data_dir
 from rlgen.tracking.artifacts import download, log_artifact, temp_dir
 from rlgen.tracking.lifecycle import prefect_tags
 from rlgen.tracking.registry import model_versions, register_model
@@ -69,41 +70,53 @@ def evaluator_name(cfg: ImageConfig) -> str:
 
 
 def ensure_evaluator(cfg: ImageConfig, prepared: PreparedData, parent_id: str) -> EvaluatorRef:
-    """The LeNet trained on this exact prepared dataset: reused from the registry, else trained once."""
+    """The LeNet trained on this exact prepared dataset: reused from the registry, else from the data folder's cache
+    (a new store on a machine that has trained it), else trained once."""
     name = evaluator_name(cfg)
     for version in model_versions(name):
         if version.tags.get("content_hash") == prepared.content_hash and version.run_id is not None:
             accuracy = get_run(version.run_id).data.metrics.get("eval/test_accuracy", float("nan"))
             return EvaluatorRef(version.run_id, EVALUATOR_CHECKPOINT, accuracy, True)
+    cache = (
+        data_dir() / "evaluators" / f"{name}-{prepared.content_hash[:16]}-epochs{cfg.lenet_epochs}-seed{cfg.seed}.pt"
+    )
     tags = {"rlgen.role": "evaluator", **prefect_tags()}
     with run(cfg.experiment, f"{name}-{prepared.content_hash[:8]}", tags=tags, parent_id=parent_id) as run_id:
-        accuracy = train_evaluator(cfg, prepared, run_id)
+        if cache.is_file():
+            trained = load_checkpoint(cache)
+        else:
+            trained = train_evaluator(cfg, prepared, run_id)
+            save_checkpoint(cache, trained)
+        accuracy = record_evaluator(cfg, trained, run_id)
         register_model(run_id, "checkpoints", name, tags={"content_hash": prepared.content_hash, "family": "lenet"})
     return EvaluatorRef(run_id, EVALUATOR_CHECKPOINT, accuracy, False)
 
 
-def train_evaluator(cfg: ImageConfig, prepared: PreparedData, run_id: str) -> float:
-    """Train LeNet on the train split; log test accuracy, the confusion matrix and the checkpoint."""
+def train_evaluator(cfg: ImageConfig, prepared: PreparedData, run_id: str) -> dict[str, Any]:
+    """Train LeNet on the train split (metrics on run `run_id`); its weights, test accuracy and confusion matrix."""
     seed_everything(cfg.seed)
     device = training_device(cfg)
     data = load_prepared(prepared.path, device)
     model = lenet.LeNet(n_classes(cfg)).to(device)
     trainer = LeNetTrainer(model, data["train_images"], data["train_labels"], cfg.lenet_epochs)
     drive(trainer, run_id, checkpoint_every=None, stop=StopRequest(), device=device)
-    test_x = data["test_images"].float() / 255.0
-    logits = lenet.predict_logits(model, test_x)
-    accuracy = float((logits.argmax(1) == data["test_labels"]).float().mean())
+    predicted = lenet.predict_logits(model, data["test_images"].float() / 255.0).argmax(1)
+    accuracy = float((predicted == data["test_labels"]).float().mean())
+    matrix = lenet.confusion_matrix(predicted.cpu(), data["test_labels"].cpu(), n_classes(cfg))
+    return {"config": cfg.model_dump(mode="json"), "model": model.state_dict(), "accuracy": accuracy, "matrix": matrix}
+
+
+def record_evaluator(cfg: ImageConfig, trained: dict[str, Any], run_id: str) -> float:
+    """The evaluator's test accuracy, confusion matrix and checkpoint on its run; the accuracy."""
+    accuracy = float(trained["accuracy"])
     log_metrics(run_id, {"eval/test_accuracy": accuracy})
     with temp_dir() as tmp:
-        matrix = lenet.confusion_matrix(logits.argmax(1).cpu(), data["test_labels"].cpu(), n_classes(cfg))
-        plot = confusion_matrix_plot(
-            matrix, Path(tmp) / "confusion_matrix.png", f"LeNet evaluator, test accuracy {accuracy:.2%}"
+        title = f"LeNet evaluator, test accuracy {accuracy:.2%}"
+        log_artifact(
+            run_id, confusion_matrix_plot(trained["matrix"], Path(tmp) / "confusion_matrix.png", title), "evaluation"
         )
-        log_artifact(run_id, plot, "evaluation")
-        ckpt = save_checkpoint(
-            Path(tmp) / "lenet.pt", {"config": cfg.model_dump(mode="json"), "model": model.state_dict()}
-        )
-        log_artifact(run_id, ckpt, "checkpoints")
+        checkpoint = {"config": trained["config"], "model": trained["model"]}
+        log_artifact(run_id, save_checkpoint(Path(tmp) / "lenet.pt", checkpoint), "checkpoints")
     return accuracy
 
 
