@@ -260,6 +260,7 @@ def serve(
 def ui(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
     host: Annotated[str, typer.Option(help="Interface to bind; the default keeps it on this machine.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one is plenty for one person).")] = 1,
 ) -> None:
     """Start the MLflow UI over the project's store and print its URL."""
     from rlgen.servers import run_ui
@@ -268,7 +269,7 @@ def ui(
 
     console.print(f"MLflow UI: http://{host}:{port}  (store: {mask_secrets(tracking_uri())}; Ctrl-C stops it)")
     try:
-        code = run_ui(host, port)
+        code = run_ui(host, port, workers)
     except ConfigError as err:
         fail(str(err))
     raise typer.Exit(code)

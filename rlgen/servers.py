@@ -16,8 +16,9 @@ from rlgen.settings import mlruns_dir
 from rlgen.tracking.store import client, tracking_uri
 
 
-def mlflow_command(host: str, port: int) -> list[str]:
-    """`mlflow server` over the configured store, bound to `host:port`; ConfigError if mlflow is not installed."""
+def mlflow_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """`mlflow server` over the configured store, bound to `host:port` with `workers` worker processes; ConfigError if
+    mlflow is not installed."""
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     mlflow_bin = shutil.which("mlflow", path=search)
     if mlflow_bin is None:
@@ -32,6 +33,8 @@ def mlflow_command(host: str, port: int) -> list[str]:
         tracking_uri(),
         "--default-artifact-root",
         (mlruns_dir() / "artifacts").as_uri(),
+        "--workers",
+        str(workers),
         "--host",
         host,
         "--port",
@@ -39,13 +42,15 @@ def mlflow_command(host: str, port: int) -> list[str]:
     ]
 
 
-def run_ui(host: str, port: int) -> int:
+def run_ui(host: str, port: int, workers: int = 1) -> int:
     """Run the MLflow UI until it exits or Ctrl-C / SIGTERM stops it; the exit status to report (128 + a signal).
 
     The server runs in a process group of its own, and a signal stops the whole group: `mlflow server` starts
     workers of its own, which a signal to it alone would leave behind.
     """
-    server = subprocess.Popen(mlflow_command(host, port), start_new_session=True)
+    # MLflow's background job runner (for its GenAI features) doubles the start-up; set the variable to true for it
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(mlflow_command(host, port, workers), env=env, start_new_session=True)
     stopped: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:

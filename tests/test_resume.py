@@ -35,7 +35,7 @@ MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "raw
 GAN = {
     "variant": "dcgan",
     "data_dir": str(MNIST),
-    "batch_size": 64,
+    "batch_size": 32,
     "epochs": 2,
     "max_steps": 100,
     "checkpoint_every": 20,

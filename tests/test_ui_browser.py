@@ -36,7 +36,7 @@ def ui_url(store: Path, tmp_path: Path) -> Iterator[str]:
     """`rlgen ui` on a free port over the test's store; yields its URL once /health answers."""
     port = free_port()
     rlgen = Path(sys.executable).with_name("rlgen")
-    env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # a faster start
+    env = dict(os.environ)
     # A session of its own: stopping it stops the mlflow server and its workers too, not just `rlgen ui`. Its log
     # goes to a file: a pipe nobody reads would fill with the access log of the page's requests and stall the server.
     log = tmp_path / "ui.log"
