@@ -30,8 +30,8 @@ def recipe(config: TrainConfig, parent_run_id: str | None = None, resume_run_id:
         with tracked_run(config, name, parent_id, role="train", resume=resume_run_id) as run_id:
             trained = tasks.with_retries(config)(config, prepared, run_id)
             metrics = tasks.evaluate_task(config, prepared, trained, context)
-            folder = tasks.export_task(config, prepared, trained)
-            version = tasks.register_task(config, run_id, folder, metrics)
+            model_uri = tasks.export_task(config, prepared, trained)
+            version = tasks.register_task(config, run_id, model_uri, metrics)
             decision = tasks.promote_task(config, version, metrics, prepared)
         return tasks.summarize_task(config, parent_id, trained, metrics, version, decision)
 

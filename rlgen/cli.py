@@ -275,6 +275,33 @@ def ui(
     raise typer.Exit(code)
 
 
+def serve_model(
+    model: Annotated[
+        str, typer.Argument(help="NAME (its champion), NAME@ALIAS or NAME/VERSION of a registered model.")
+    ],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5001,
+    host: Annotated[str, typer.Option(help="Interface to bind; the default keeps it on this machine.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes.")] = 1,
+) -> None:
+    """Serve a registered model over REST (`mlflow models serve`, POST /invocations) and print a curl example."""
+    try:
+        preflight.check_model_source(model)
+        from rlgen.servers import curl_example, run_model_server
+        from rlgen.tracking.registry import model_uri
+
+        uri = model_uri(model)
+        if uri is None:
+            raise ValueError(
+                f"{model!r} predates rlgen's MLflow models (a bare folder): run its flow again to serve it"
+            )
+        console.print(f"serving {model} ({uri}) at http://{host}:{port}/invocations (Ctrl-C stops it); try:")
+        typer.echo(curl_example(uri, port))
+        code = run_model_server(uri, host, port, workers)
+    except (LookupError, ValueError, ConfigError) as err:
+        fail(str(err))
+    raise typer.Exit(code)
+
+
 def make_app() -> typer.Typer:
     """The command line, with a `run` command for the pipeline and each registered family."""
     app = typer.Typer(
@@ -289,6 +316,7 @@ def make_app() -> typer.Typer:
         run_app.command(name)(_run_command(command))
     for function in (play, sample, score, generate, runs, serve, ui):
         app.command()(function)
+    app.command("serve-model")(serve_model)
     return app
 
 

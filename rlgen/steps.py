@@ -22,6 +22,7 @@ from rlgen.export.checked import export_checked
 from rlgen.family import Loaded, ModelResult, Trained
 from rlgen.plots import learning_curve
 from rlgen.registry import family_of
+from rlgen.serving.mlflow_model import log_model
 from rlgen.tracking.artifacts import download, log_artifact, log_dict, temp_dir
 from rlgen.tracking.promotion import Decision, evaluation_key, promote
 from rlgen.tracking.registry import ModelVersion, register_model
@@ -124,7 +125,8 @@ def evaluate(cfg: TrainConfig, prepared: Any, trained: Trained, evaluation_conte
 
 
 def export(cfg: TrainConfig, prepared: Any, trained: Trained) -> str:
-    """TorchScript and .pt2 of the family's export module, parity-checked in a fresh process; the artifact folder."""
+    """TorchScript and .pt2 of the family's export module, parity-checked in a fresh process, logged as the training
+    run's MLflow model (its pyfunc interface, signature and input example); the model's URI, models:/<id>."""
     family = family_of(cfg)
     spec = family.impl().export(cfg, prepared, load_trained(cfg, prepared, trained, torch.device("cpu")))
     metadata = {
@@ -137,17 +139,19 @@ def export(cfg: TrainConfig, prepared: Any, trained: Trained) -> str:
         exported = export_checked(spec, Path(tmp), cfg.registered_name, metadata)
         log_metrics(trained.run_id, exported.metrics, step=trained.steps)
         set_tags(trained.run_id, exported.tags)
-        for file in exported.files:
-            log_artifact(trained.run_id, file, spec.folder)
-    return spec.folder
+        described = {**metadata, **spec.metadata}
+        model = log_model(
+            trained.run_id, family.consumer, exported.files, described, trained.steps, cfg.registered_name
+        )
+    return model.uri
 
 
-def register(cfg: TrainConfig, run_id: str, folder: str, metrics: dict[str, float]) -> ModelVersion:
-    """A new version of `cfg.registered_name` from the exported folder, tagged with the family, its keys and metrics."""
+def register(cfg: TrainConfig, run_id: str, model_uri: str, metrics: dict[str, float]) -> ModelVersion:
+    """A new version of `cfg.registered_name` from the run's MLflow model, tagged with its family, keys and metrics."""
     family = family_of(cfg)
     tags = {"family": family.name, **{key: str(getattr(cfg, key)) for key in family.tags}}
     tags |= {key: f"{metrics[key]:.4g}" for key in family.metric_keys() if key in metrics}
-    return register_model(run_id, folder, cfg.registered_name, tags=tags)
+    return register_model(run_id, model_uri, cfg.registered_name, tags=tags)
 
 
 def evaluation(cfg: TrainConfig, prepared: Any) -> str:

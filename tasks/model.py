@@ -78,9 +78,9 @@ def export_task(cfg: TrainConfig, prepared: Any, trained: Trained) -> str:
 
 
 @task(name="register", task_run_name="register-{cfg.family}")
-def register_task(cfg: TrainConfig, run_id: str, folder: str, metrics: dict[str, float]) -> ModelVersion:
+def register_task(cfg: TrainConfig, run_id: str, model_uri: str, metrics: dict[str, float]) -> ModelVersion:
     tag_task_run(run_id)
-    return steps.register(cfg, run_id, folder, metrics)
+    return steps.register(cfg, run_id, model_uri, metrics)
 
 
 @task(name="promote", task_run_name="promote-{cfg.family}")

@@ -116,3 +116,12 @@ def _log_to_current_streams() -> None:
             console.file = sys.stderr
         elif type(handler) is logging.StreamHandler:
             handler.stream = sys.stderr  # not setStream: it flushes the closed one
+
+
+def model_files(client: Any, name: str, version: str = "1") -> set[str]:
+    """The files of a registered version's MLflow model (MLmodel, artifacts/model.pt, ...), relative to its folder."""
+    from urllib.parse import unquote, urlparse
+
+    model_id = client.get_model_version(name, version).source.removeprefix("models:/")
+    root = Path(unquote(urlparse(client.get_logged_model(model_id).artifact_location).path))
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import model_files
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -91,16 +92,23 @@ def test_run_dqn_records_everything_and_play_uses_the_export(
     child_id = child.info.run_id
     assert {"checkpoints/dqn.pt"} == listing(child_id, "checkpoints")
     assert {"plots/learning_curve.png"} == listing(child_id, "plots")
-    assert {"policy/policy.pt", "policy/policy.pt2", "policy/policy.q_values.pt2"} == listing(child_id, "policy")
+    files = model_files(mlflow_client, "dqn-CartPole-v1")  # the MLflow model: pyfunc from code over the exported files
+    assert {
+        "artifacts/policy.pt",
+        "artifacts/policy.pt2",
+        "artifacts/policy.q_values.pt2",
+        "MLmodel",
+        "policy.py",
+    } <= files
     assert {"evaluation/report.json", "evaluation/returns.json", "evaluation/eval_returns.png"} == listing(
         child_id, "evaluation"
     )
 
     # the registered model version points at the exported policy
     (version,) = mlflow_client.search_model_versions("name='dqn-CartPole-v1'")
-    assert version.run_id == child_id and version.source.endswith("/policy")
+    assert version.run_id == child_id and version.source.startswith("models:/m-")  # the run's MLflow model
 
-    # rlgen play loads the TorchScript file by registered name, by run id and by path
+    # rlgen play loads the MLflow model by registered name, by run id and by path
     out = run_cli("play", "--model", "dqn-CartPole-v1", "--episodes", "3").output
     assert "dqn-CartPole-v1 on CartPole-v1: 3 episodes, mean return" in out
     assert "3 episodes" in run_cli("play", "--model", child_id, "--episodes", "3").output

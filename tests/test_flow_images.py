@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import model_files
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -46,7 +47,7 @@ def test_image_flow_records_evaluates_exports_and_samples(
 
     artifacts = {
         f.path
-        for d in ("samples", "evaluation", "model", "plots", "checkpoints")
+        for d in ("samples", "evaluation", "plots", "checkpoints")
         for f in client.list_artifacts(version.run_id, d)
     }
     assert {
@@ -54,11 +55,12 @@ def test_image_flow_records_evaluates_exports_and_samples(
         "evaluation/samples.png",
         "evaluation/interpolations.png",
         "evaluation/report.json",
-        "model/model.pt",
-        "model/model.pt2",
         "plots/learning_curve.png",
         f"checkpoints/{family}.pt",
     } <= artifacts
+    assert {"MLmodel", "artifacts/model.pt", "artifacts/model.pt2", "input_example.json"} <= model_files(
+        client, f"{variant}-mnist"
+    )
     if family == "vae":
         assert "evaluation/reconstructions.png" in artifacts
 

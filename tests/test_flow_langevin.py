@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import model_files
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_flow_images import MNIST, sets
@@ -49,18 +50,17 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen, store: Path, 
 
     artifacts = {
         f.path
-        for d in ("samples", "chains", "evaluation", "model", "plots", "checkpoints")
+        for d in ("samples", "chains", "evaluation", "plots", "checkpoints")
         for f in client.list_artifacts(version.run_id, d)
     }
     assert {
         "samples/epoch_001.png",
         "evaluation/samples.png",
         "evaluation/report.json",
-        "model/model.pt",
-        "model/model.pt2",
         "plots/learning_curve.png",
         f"checkpoints/{family}.pt",
     } <= artifacts
+    assert {"MLmodel", "artifacts/model.pt", "artifacts/model.pt2"} <= model_files(client, f"{family}-mnist")
     if family in {"descriptor", "coop"}:
         assert "chains/epoch_001.png" in artifacts
         assert "negative" in run.data.tags["rlgen.metric_notes"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import model_files
 from mlflow.tracking import MlflowClient
 from test_flow_images import sets
 from typer.testing import CliRunner
@@ -76,7 +77,7 @@ def test_lm_flow_records_evaluates_exports_and_generates(rlgen, store: Path, lev
 
     artifacts = {
         f.path
-        for d in ("samples", "evaluation", "model", "plots", "checkpoints")
+        for d in ("samples", "evaluation", "plots", "checkpoints")
         for f in client.list_artifacts(version.run_id, d)
     }
     assert {
@@ -86,13 +87,11 @@ def test_lm_flow_records_evaluates_exports_and_generates(rlgen, store: Path, lev
         "evaluation/samples_t0.8.txt",
         "evaluation/samples_t1.0.txt",
         "evaluation/report.json",
-        "model/model.pt",
-        "model/model.pt2",
-        "model/vocab.json",
         "plots/learning_curve.png",
         "checkpoints/lm.pt",
     } <= artifacts
     assert {f.path for f in client.list_artifacts(parent.info.run_id, "data")} == {"data/vocab.json"}
+    assert {"MLmodel", "artifacts/model.pt", "artifacts/model.pt2", "artifacts/vocab.json"} <= model_files(client, name)
 
     # generate in this process (the store fixture points it at the same store): the CLI's imports cost ~8 s a call
     prompt = "ROMEO:" if level == "char" else "The game"

@@ -155,7 +155,7 @@ def test_an_extra_family_is_picked_up_by_the_cli_its_flow_the_pipeline_the_repor
         20,
         40,
     ]
-    assert {"model/model.pt", "checkpoints/line.pt", "plots/learning_curve.png"} <= artifacts(mlflow, first.run_id)
+    assert {"checkpoints/line.pt", "plots/learning_curve.png"} <= artifacts(mlflow, first.run_id)
     assert trained.data.tags["rlgen.family"] == "line" and trained.data.params["steps"] == "40"
 
     result = pipeline_flow(PipelineConfig(models=["line"], overrides={"line": {"steps": 2, "lr": 1e-6}}))

@@ -102,7 +102,20 @@ def generate(
     seed: int,
     top_k: int = 0,
 ) -> str:
-    """The prompt and n sampled tokens after it, as text; `model` is an RNNModel or its TorchScript export.
+    """The prompt and n sampled tokens after it, as text; `model` is an RNNModel or its TorchScript export."""
+    return continue_text(model, vocab, prompt, n, temperature, seed, top_k)[0]
+
+
+def continue_text(
+    model: lm.RNNModel | torch.jit.ScriptModule,
+    vocab: Vocabulary,
+    prompt: str,
+    n: int,
+    temperature: float,
+    seed: int,
+    top_k: int = 0,
+) -> tuple[str, list[int]]:
+    """The prompt and n sampled tokens after it, as text, and the sampled token ids; the same seed gives the same.
 
     An empty prompt starts from a line break (a newline character, or <eos>), which is left out of the text.
     """
@@ -114,5 +127,6 @@ def generate(
         model, torch.tensor(ids, device=device), n, model.initial_state(1), temperature, top_k, seed
     )  # (n,)
     model.train(was_training)
-    text = vocab.decode(out.tolist())
-    return prompt + ("" if vocab.level == "char" or not prompt or text.startswith("\n") else " ") + text
+    sampled = out.tolist()
+    text = vocab.decode(sampled)
+    return prompt + ("" if vocab.level == "char" or not prompt or text.startswith("\n") else " ") + text, sampled

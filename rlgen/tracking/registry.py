@@ -23,17 +23,20 @@ class ModelVersion(NamedTuple):
     source: str
 
 
-def register_model(run_id: str, artifact_path: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
-    """Register an artifact folder of a run as a new version of model `name`."""
+def register_model(run_id: str, source: str, name: str, tags: dict[str, str] | None = None) -> ModelVersion:
+    """Register a run's MLflow model (`models:/<model id>`), or an artifact folder of the run (a relative path), as
+    a new version of model `name`."""
     mlflow = client()
     try:
         mlflow.create_registered_model(name, description="Trained and exported by rlgen.")
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = artifact_uri(run_id, artifact_path)
-    version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags or {})
-    return ModelVersion(name, str(version.version), run_id, source)
+    model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
+    if model_id is None:
+        source = artifact_uri(run_id, source)
+    version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags or {}, model_id=model_id)
+    return ModelVersion(name, str(version.version), run_id, str(version.source))
 
 
 def wait_for_earlier_versions(name: str, version: str, tag: str, marker: str = "family", window: float = 300.0) -> None:
@@ -140,3 +143,33 @@ def resolve_model(reference: str) -> tuple[str, str | None]:
             f"registered models: {known}. Pass NAME, NAME@ALIAS, NAME/VERSION or a run id."
         ) from None
     return reference, None
+
+
+def model_uri(reference: str) -> str | None:
+    """The MLflow model URI of a reference (NAME, NAME@ALIAS, NAME/VERSION or a run id): `models:/NAME/VERSION` or
+    `models:/<model id>` (a run's MLflow model); None for a version registered as a bare folder of files (rlgen
+    before its models were MLflow models). LookupError, listing what exists, when nothing matches."""
+    mlflow = client()
+    name, _, alias = reference.partition("@")
+    name, _, number = name.partition("/")
+    try:
+        if alias:
+            version = mlflow.get_model_version_by_alias(name, alias)
+        elif number:
+            version = mlflow.get_model_version(name, number)
+        else:
+            model = mlflow.get_registered_model(name)
+            if "champion" in (model.aliases or {}):
+                version = mlflow.get_model_version(name, model.aliases["champion"])
+            else:
+                version = max(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        return f"models:/{name}/{version.version}" if str(version.source).startswith("models:/") else None
+    except (MlflowException, ValueError):
+        pass
+    try:
+        run = mlflow.get_run(reference)
+    except MlflowException:
+        resolve_model(reference)  # raises the LookupError that lists the registered models
+        raise
+    found = mlflow.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{reference}'")
+    return f"models:/{found[0].model_id}" if found else None

@@ -121,7 +121,7 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: Loaded) -> ExportSp
         "vocab": vocab.to_json(),
         "output": "log_probs",
         "content_hash": prepared.content_hash,
-        "interface": "forward(tokens (B, T) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, T, V), h, c); "
+        "calls": "forward(tokens (B, T) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, T, V), h, c); "
         "initial_state(batch)",
     }
     step = "forward(tokens (B, 1) int64, h (L, B, H), c (L, B, H)) -> (log_probs (B, 1, V), h, c): one token per call"
@@ -132,7 +132,7 @@ def export(cfg: LMConfig, prepared: PreparedCorpus, trained: Loaded) -> ExportSp
         methods=("log_probs", "state"),
         program_inputs=(tokens[:, :1], h, c),
         program_methods=("forward",),
-        program_metadata={"interface": step},
+        program_metadata={"calls": step},
         batch_dims=(0, 1, 1),
         extra_files={"vocab.json": prepared.vocab_path},
     )

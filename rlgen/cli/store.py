@@ -1,0 +1,84 @@
+"""The commands about the store and the servers: runs, serve (the deployments), ui."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rlgen import preflight
+from rlgen.cli.common import SetOption, console, fail
+from rlgen.config.base import config_from_overrides
+from rlgen.errors import ConfigError
+from rlgen.pipeline import PipelineConfig, commands
+from rlgen.registry import FAMILIES
+
+
+def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list.")] = 20) -> None:
+    """List recent MLflow runs with their status and key metrics."""
+    try:
+        preflight.check_tracking()
+    except ConfigError as err:
+        fail(str(err))
+    from rlgen.tracking.runs import recent_runs
+    from rlgen.tracking.secrets import mask_secrets
+    from rlgen.tracking.store import tracking_uri
+
+    keys = list(dict.fromkeys(k for f in FAMILIES.values() for k in f.metric_keys())) + ["train/steps", "train/seconds"]
+    table = Table(title=f"Recent runs in {mask_secrets(tracking_uri())}")
+    for column in ("started", "name", "status"):
+        table.add_column(column)
+    table.add_column("run id", no_wrap=True, min_width=32)  # whole, to copy into --resume or --model
+    table.add_column("key metrics")
+    for row in recent_runs(limit):
+        metrics = ", ".join(f"{k.split('/')[-1]} {row.metrics[k]:.4g}" for k in keys if k in row.metrics)
+        started = datetime.fromtimestamp(row.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(started, ("  └ " if row.parent else "") + row.name, row.status, row.run_id, metrics)
+    console.print(table)
+
+
+def serve(
+    cron: Annotated[
+        str, typer.Option(help="Cron schedule of the pipeline's retraining (UTC); default: Mondays 03:00.")
+    ] = "0 3 * * 1",
+    profile: Annotated[str, typer.Option(help="Profile of the scheduled pipeline: quick or full.")] = "quick",
+    overrides: SetOption = None,
+) -> None:
+    """Serve every flow as a deployment, the pipeline on its retraining schedule, from this process (Ctrl-C stops it).
+
+    Then `prefect deployment run pipeline/pipeline` (or any `<flow>/<flow>`) starts a run here; the
+    pipeline also runs by itself on its schedule. Set PREFECT_API_URL to serve against a Prefect server.
+    """
+    try:
+        config = config_from_overrides(PipelineConfig, [f"profile={profile}", *(overrides or [])])
+        preflight.check_run(PipelineConfig)
+        preflight.check_prefect()
+    except ConfigError as err:
+        fail(str(err))
+    from rlgen.deployments import serve_all
+
+    console.print(f"serving {len(commands())} deployments; pipeline schedule: {cron!r} (UTC)")
+    try:
+        serve_all(config, cron)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def ui(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5000,
+    host: Annotated[str, typer.Option(help="Interface to bind; the default keeps it on this machine.")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one is plenty for one person).")] = 1,
+) -> None:
+    """Start the MLflow UI over the project's store and print its URL."""
+    from rlgen.servers import run_ui
+    from rlgen.tracking.secrets import mask_secrets
+    from rlgen.tracking.store import tracking_uri
+
+    console.print(f"MLflow UI: http://{host}:{port}  (store: {mask_secrets(tracking_uri())}; Ctrl-C stops it)")
+    try:
+        code = run_ui(host, port, workers)
+    except ConfigError as err:
+        fail(str(err))
+    raise typer.Exit(code)
