@@ -34,6 +34,7 @@ COMMANDS = commands()
         ["serve"],
         ["runs"],
         ["ui"],
+        ["serve-model"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -180,3 +180,78 @@ def test_mlflow_models_serve_answers_good_and_bad_requests(store: Store, served:
             assert 400 <= response.status_code < 500, (key, request, response.status_code, response.text[:500])
             body = response.json()
             assert "stack_trace" not in body and says in body["message"], (key, body)
+
+
+def test_rlgen_serve_model_serves_on_localhost_and_prints_a_request_that_works(store: Store, tmp_path: Path) -> None:
+    name, port = store.names["dqn"], free_port()
+    env = {**os.environ, "RLGEN_HOME": str(store.home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "serve-model.log"
+    rlgen = str(Path(sys.executable).with_name("rlgen"))
+    with log.open("w") as out:
+        server = subprocess.Popen([rlgen, "serve-model", name, "--port", str(port)], env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}/ping", server, log, timeout=180)
+        curl = next(line for line in log.read_text().splitlines() if line.startswith("curl "))
+        assert f"http://127.0.0.1:{port}/invocations" in curl
+        body = json.loads(curl.split(" -d '", 1)[1].rstrip("'"))  # the printed request, sent as printed
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+        assert response.status_code == 200 and len(response.json()["predictions"]) == len(body["inputs"])
+        (served,) = [line for line in ps_lines() if "models serve" in line and f"--port {port}" in line]
+        assert "--host 127.0.0.1" in served and store.uri not in served  # the store goes through the environment
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def ps_lines() -> list[str]:
+    """Every process's command line, as `ps` shows them to anyone on the machine."""
+    return subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def test_a_version_registered_before_mlflow_models_still_loads(store: Store, tmp_path: Path) -> None:
+    """Earlier rlgen registered a bare folder (model/model.pt): the rlgen commands load its TorchScript file."""
+    from mlflow import artifacts
+
+    from rlgen import tracking
+    from rlgen.serving.load import load
+
+    name = store.names["gan"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RLGEN_HOME", str(store.home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        answer = load(name, "sample").predict(pd.DataFrame({"seed": [3, 4]}))  # the MLflow model's
+        folder = Path(artifacts.download_artifacts(artifact_uri=f"models:/{name}/1", dst_path=str(tmp_path)))
+        with tracking.run("rlgen", "old-style") as run_id:
+            tracking.log_artifact(run_id, folder / "artifacts" / "model.pt", "model")
+            old = tracking.register_model(run_id, "model", name)  # what rlgen did before: a bare folder
+        loaded = load(f"{name}/{old.version}", "sample")
+        assert loaded.source.endswith("model.pt")
+        np.testing.assert_array_equal(loaded.predict(pd.DataFrame({"seed": [3, 4]})), answer)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "serving.md"
+
+
+def test_the_serving_docs_examples_run(store: Store, served: dict[str, str]) -> None:
+    import re
+
+    text = DOCS.read_text()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store.uri)
+        for code in re.findall(r"```python\n(.*?)```", text, flags=re.S):
+            exec(compile(code, str(DOCS), "exec"), {})  # the docs' own example, against the test store
+    bodies = [json.loads(body) for body in re.findall(r"```json\n(.*?)```", text, flags=re.S)]
+    servers = {
+        "inputs": served[store.names["dqn"]],
+        "seed": served[store.names["gan"]],
+        "prompt": served[store.names["lm"]],
+    }
+    assert len(bodies) == 3
+    for body in bodies:
+        key = "inputs" if "inputs" in body else body["dataframe_split"]["columns"][0]
+        response = httpx.post(f"{servers[key]}/invocations", json=body, timeout=60)
+        assert response.status_code == 200, (body, response.text)
+    curl = re.search(r"curl -s (\S+) .* -d '(.*)'", text)
+    assert curl and json.loads(curl.group(2))["inputs"]

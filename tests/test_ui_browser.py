@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,3 +86,21 @@ def test_mlflow_ui_renders_the_experiment_in_chromium(store: Path, ui_url: str, 
     assert "rlgen-browser-test" in dom and "vae-mnist-s7" in dom  # rendered by the React app from the REST API
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{screenshot}: {len(data)} bytes"
+
+
+def test_a_registered_version_shows_its_signature_in_chromium(store: Path, ui_url: str, tmp_path: Path) -> None:
+    from models import dqn
+    from rlgen import tracking
+    from rlgen.export.torchscript import script_module
+    from rlgen.serving.mlflow_model import log_model
+
+    env = {"env_id": "CartPole-v1", "obs_mode": "state", "frame_stack": 2, "height": 40, "width": 60}
+    metadata = {"family": "dqn", "interface": "play", "obs_shape": [4], "n_actions": 2, "env": env}
+    policy = script_module(dqn.GreedyPolicy(dqn.QNetwork(4, 2, 8)), tmp_path / "policy.pt", metadata)
+    with tracking.run("rlgen-browser-test", "policy") as run_id:
+        model = log_model(run_id, "play", [policy], metadata, 0, "browser-policy")
+        tracking.register_model(run_id, model.uri, "browser-policy")
+    dom = chromium(f"{ui_url}/#/models/browser-policy/versions/1", tmp_path / "profile", "--dump-dom").stdout
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(style|script|svg).*?</\1>", " ", dom, flags=re.S))
+    assert "Registered Models" in text and "Version 1" in text and "Source Model" in text, text[:2000]
+    assert re.search(r"Schema\s+Name\s+Type\s+Inputs \(1\)\s+Outputs \(1\)", text), text[:2000]  # its signature
