@@ -340,6 +340,10 @@ def lm_note(results: Results) -> str:
     )
 
 
+def serving(results: Results) -> Table | None:
+    return figure_table(results.data["figures"], with_benchmark=False)
+
+
 NOTES: dict[Render, Callable[[Results], str]] = {suite_quick: suite_note, dqn_cartpole: dqn_note, lm_quality: lm_note}
 
 BLOCKS: dict[str, Block] = {
@@ -358,6 +362,7 @@ BLOCKS: dict[str, Block] = {
         langevin_quality,
     ),
     "lm-quality": Block(("lm.json", "lm-*.json"), "python -m benchmarks.lm", lm_quality),
+    "serving": Block(("serving.json",), "python -m benchmarks.serving", serving),
 }
 
 
