@@ -136,7 +136,6 @@ def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
     flow-run id."""
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(experiments, max_results=1000)
-    by_id = {r.info.run_id: r for r in runs}
     assert {r.info.run_name: r.info.status for r in runs if r.info.status != "FINISHED"} == {}
     children: dict[str, list] = {}
     for r in runs:
@@ -178,12 +177,16 @@ def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
     for name, run_ids in trained.items():
         versions = [client.get_model_version(name, v.version) for v in client.search_model_versions(f"name='{name}'")]
         assert sorted(v.run_id for v in versions) == sorted(run_ids), f"{name}: one version per training run"
-        for version in versions:  # the exported model files are there, under the version's source folder
-            folder = version.source.removeprefix(by_id[version.run_id].info.artifact_uri.rstrip("/") + "/")
-            files = client.list_artifacts(version.run_id, folder)
-            assert files and all(f.file_size > 0 for f in files), (
-                f"{name}/{version.version}: nothing at {version.source}"
-            )
+        for version in versions:  # each version is an MLflow model of its run, its files in the artifact store
+            model_id = version.source.removeprefix("models:/")
+            assert client.get_logged_model(model_id).source_run_id == version.run_id
+            listed = [
+                *client.list_logged_model_artifacts(model_id),
+                *client.list_logged_model_artifacts(model_id, "artifacts"),
+            ]
+            files = {f.path: f.file_size for f in listed if not f.is_dir}
+            assert "MLmodel" in files and all(files.values()), f"{name}/{version.version}: {files} at {version.source}"
+            assert any(path.endswith(".pt") for path in files) and any(path.endswith(".pt2") for path in files)
         check_aliases(name, versions)
     return {seed: r.data.tags["prefect.flow_run_id"] for seed, r in pipelines.items()}
 

@@ -42,10 +42,9 @@ def load_scripted(path: Path, device: torch.device | str = "cpu") -> tuple[torch
         raise
     except Exception as err:
         raise ValueError(
-            f"{path} is not a loadable TorchScript file ({_why_not_scripted(path, err)}); pass the file `rlgen run` "
-            "exported "
-            "(policy/policy.pt or model/model.pt of its run) or the registered model's name, and download it again if "
-            "it was damaged"
+            f"{path} is not a loadable TorchScript file ({_why_not_scripted(path, err)}); pass the registered model's "
+            "name, or the file `rlgen run` exported (artifacts/model.pt, or artifacts/policy.pt for DQN, of the "
+            "registered MLflow model), and download it again if it was damaged"
         ) from None
     return module.eval(), json.loads(extra[METADATA_FILE] or "{}")
 

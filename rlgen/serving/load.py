@@ -25,6 +25,7 @@ from rlgen.tracking.store import tracking_uri
 log = logging.getLogger(__name__)
 FILES = {"play": "policy/policy.pt"}  # where a pre-MLflow-model version or run keeps its TorchScript file
 DEFAULT_FILE = "model/model.pt"
+KINDS = {"play": "policy", "sample": "image model", "score": "energy model", "generate": "language model"}
 
 
 class UsableModel(NamedTuple):
@@ -77,13 +78,16 @@ def _from_bare_version(reference: str, interface: str) -> UsableModel:
 
 def check(interface: str, metadata: dict[str, Any], reference: str) -> None:
     """Refuse, with what to use instead, a model whose interface is not the one a command needs."""
+    family = metadata.get("family")
     found = metadata.get("interface") or _interface_of(metadata)
+    if found is None and family in FAMILIES:
+        found = FAMILIES[family].consumer
     if found == interface:
         return
     families = ", ".join(f.name for f in FAMILIES.values() if f.consumer == interface)
     instead = f"; use `rlgen {found}` for it" if found in INTERFACES else ""
     raise ValueError(
-        f"{reference!r} is a {metadata.get('family')!r} model (interface {found!r}), but `rlgen {interface}` needs a "
+        f"{reference!r} is not an exported {KINDS[interface]} (family: {family!r}): `rlgen {interface}` takes a "
         f"model of family {families}{instead}"
     )
 
