@@ -60,6 +60,8 @@ def run_seed(cfg: DQNConfig, device: torch.device) -> dict:
         "eval_min_return": float(returns.min()),
         "eval_seconds": round(eval_seconds, 1),
         "solved": solved,
+        "stopped_solved": training.trainer.solved,  # the trainer's confirmed validation said so
+        "confirmations": training.trainer.confirmations,
         "steps_to_solve": env_steps if solved else None,
     }
 

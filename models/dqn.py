@@ -7,15 +7,15 @@ and metrics leave through an `on_metrics(step, metrics)` callback.
 from __future__ import annotations
 
 import logging
-import random
-from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from models.replay import Batch, NStepReturns, ReplayMemory, Transition  # replay lives beside, in models.replay
 
 if TYPE_CHECKING:
     from gymnasium.vector import SyncVectorEnv as VectorEnv
@@ -28,17 +28,35 @@ MetricsCallback = Callable[[int, dict[str, float]], None]
 # --------------------------------------------------------------------------- networks
 
 
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A) from shared features (Wang et al. 2016, "Dueling Network Architectures", eq. 9)."""
+
+    def __init__(self, n_features: int, n_actions: int) -> None:
+        super().__init__()
+        self.value = nn.Linear(n_features, 1)
+        self.advantage = nn.Linear(n_features, n_actions)
+
+    def forward(self, features: Tensor) -> Tensor:
+        advantage = self.advantage(features)  # (B, A)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)  # (B, A)
+
+
+def q_head(n_features: int, n_actions: int, dueling: bool) -> nn.Module:
+    """The last layer: one linear map to Q-values, or a dueling value-and-advantage pair."""
+    return DuelingHead(n_features, n_actions) if dueling else nn.Linear(n_features, n_actions)
+
+
 class QNetwork(nn.Module):
     """MLP from a state vector to one Q-value per action."""
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 256, dueling: bool = False) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(obs_dim, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
-            nn.Linear(hidden, n_actions),
+            q_head(hidden, n_actions, dueling),
         )
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -48,7 +66,7 @@ class QNetwork(nn.Module):
 class ConvQNetwork(nn.Module):
     """Small ConvNet from a stack of uint8 grey frames (B, K, H, W) to Q-values."""
 
-    def __init__(self, frames: int, height: int, width: int, n_actions: int) -> None:
+    def __init__(self, frames: int, height: int, width: int, n_actions: int, dueling: bool = False) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(frames, 16, kernel_size=5, stride=2),
@@ -61,18 +79,18 @@ class ConvQNetwork(nn.Module):
         )
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, frames, height, width)).shape[1]
-        self.head = nn.Sequential(nn.Linear(n_features, 256), nn.ReLU(), nn.Linear(256, n_actions))
+        self.head = nn.Sequential(nn.Linear(n_features, 256), nn.ReLU(), q_head(256, n_actions, dueling))
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.head(self.features(obs.float() / 255.0))  # (B, A)
 
 
-def build_q_network(obs_shape: tuple[int, ...], n_actions: int, hidden: int) -> nn.Module:
+def build_q_network(obs_shape: tuple[int, ...], n_actions: int, hidden: int, dueling: bool = False) -> nn.Module:
     """The MLP for vector observations, the ConvNet for (frames, height, width) images."""
     if len(obs_shape) == 1:
-        return QNetwork(obs_shape[0], n_actions, hidden)
+        return QNetwork(obs_shape[0], n_actions, hidden, dueling)
     if len(obs_shape) == 3:
-        return ConvQNetwork(*obs_shape, n_actions=n_actions)
+        return ConvQNetwork(*obs_shape, n_actions=n_actions, dueling=dueling)
     raise ValueError(f"observations of shape {obs_shape} are neither vectors nor frame stacks")
 
 
@@ -91,80 +109,7 @@ class GreedyPolicy(nn.Module):
         return self.q_network(obs)  # (B, A)
 
 
-# --------------------------------------------------------------------------- replay and exploration
-
-
-class Transition(NamedTuple):
-    obs: np.ndarray
-    action: int
-    reward: float
-    next_obs: np.ndarray
-    terminated: bool  # true termination only: a time-limit truncation still bootstraps
-
-
-class Batch(NamedTuple):
-    obs: Tensor  # (B, *obs_shape)
-    action: Tensor  # (B,) int64
-    reward: Tensor  # (B,) float32
-    next_obs: Tensor  # (B, *obs_shape)
-    terminated: Tensor  # (B,) float32, 1.0 where the episode terminated
-
-
-class ReplayMemory:
-    """Experience replay in a `deque(maxlen=capacity)`: pushing onto a full memory drops the oldest."""
-
-    def __init__(self, capacity: int, seed: int) -> None:
-        self.memory: deque[Transition] = deque(maxlen=capacity)
-        self.rng = random.Random(seed)
-
-    def __len__(self) -> int:
-        return len(self.memory)
-
-    def push(self, transition: Transition) -> None:
-        """Store one transition."""
-        self.memory.append(transition)
-
-    def state_dict(self, with_transitions: bool) -> dict:
-        """The sampling RNG, and the transitions as stacked tensors when `with_transitions` (large for pixels)."""
-        state: dict = {"rng": self.rng.getstate()}
-        if with_transitions and self.memory:
-            obs, action, reward, next_obs, terminated = zip(*self.memory, strict=True)
-            state["transitions"] = {
-                "obs": torch.as_tensor(np.stack(obs)),
-                "action": torch.as_tensor(action),
-                "reward": torch.as_tensor(reward),
-                "next_obs": torch.as_tensor(np.stack(next_obs)),
-                "terminated": torch.as_tensor(terminated),
-            }
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict()`'s snapshot (the memory starts empty if it holds no transitions)."""
-        version, internal, gauss = state["rng"]
-        self.rng.setstate((version, tuple(internal), gauss))
-        self.memory.clear()
-        if columns := state.get("transitions"):
-            for row in zip(
-                columns["obs"].numpy(),
-                columns["action"].tolist(),
-                columns["reward"].tolist(),
-                columns["next_obs"].numpy(),
-                columns["terminated"].tolist(),
-                strict=True,
-            ):
-                self.memory.append(Transition(*row))
-
-    def sample(self, batch_size: int, device: torch.device) -> Batch:
-        """A uniform minibatch without replacement, transposed from transitions to columns."""
-        transitions = self.rng.sample(self.memory, batch_size)
-        obs, action, reward, next_obs, terminated = zip(*transitions, strict=True)
-        return Batch(
-            obs=torch.as_tensor(np.stack(obs), device=device),
-            action=torch.as_tensor(action, dtype=torch.int64, device=device),
-            reward=torch.as_tensor(reward, dtype=torch.float32, device=device),
-            next_obs=torch.as_tensor(np.stack(next_obs), device=device),
-            terminated=torch.as_tensor(terminated, dtype=torch.float32, device=device),
-        )
+# --------------------------------------------------------------------------- exploration and collection
 
 
 def linear_epsilon(step: int, start: float, end: float, decay_steps: int) -> float:
@@ -185,19 +130,28 @@ def select_actions(
 
 
 def collect(
-    envs: VectorEnv, obs: np.ndarray, actions: np.ndarray, memory: ReplayMemory
+    envs: VectorEnv,
+    obs: np.ndarray,
+    actions: np.ndarray,
+    memory: ReplayMemory,
+    n_step: NStepReturns | None = None,
+    failure_reward: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step every env once and store the transitions; returns (next_obs, rewards, done).
 
     With same-step autoreset, next_obs of a finished env is already the first observation of its
     next episode; the true last observation is in infos["final_obs"]. Only `terminated` stops
-    bootstrapping: an episode cut by a time limit (`truncated`) still had a future.
+    bootstrapping: an episode cut by a time limit (`truncated`) still had a future. `failure_reward`
+    is added to the stored reward of a terminating step (the returned rewards are the environment's).
     """
     next_obs, rewards, terminated, truncated, infos = envs.step(actions)
     done = terminated | truncated
     for i in range(len(obs)):
         last = infos["final_obs"][i] if done[i] else next_obs[i]
-        memory.push(Transition(obs[i], int(actions[i]), float(rewards[i]), last, bool(terminated[i])))
+        reward = float(rewards[i]) + (failure_reward if terminated[i] else 0.0)
+        transition = Transition(obs[i], int(actions[i]), reward, last, bool(terminated[i]))
+        for ready in n_step.push(i, transition, bool(done[i])) if n_step else [transition]:
+            memory.push(ready)
     return next_obs, rewards, done
 
 
@@ -210,14 +164,19 @@ def td_target(
     next_q_target: Tensor,
     gamma: float,
     next_q_online: Tensor | None = None,
+    steps: Tensor | None = None,
 ) -> Tensor:
-    """r + gamma * (1 - terminated) * Q_target(s', a*), a* = argmax of Q_target (DQN) or Q_online (Double DQN)."""
+    """r + gamma^n * (1 - terminated) * Q_target(s', a*), a* = argmax of Q_target (DQN) or Q_online (Double DQN).
+
+    n is 1, or each row's `steps` for n-step returns (r then sums n discounted rewards).
+    """
     if next_q_online is None:
         next_value = next_q_target.max(dim=1).values
     else:
         best = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
         next_value = next_q_target.gather(1, best).squeeze(1)
-    return reward + gamma * (1.0 - terminated) * next_value  # (B,)
+    discount = gamma if steps is None else torch.pow(gamma, steps)  # (B,)
+    return reward + discount * (1.0 - terminated) * next_value  # (B,)
 
 
 def td_update(
@@ -233,7 +192,7 @@ def td_update(
     with torch.no_grad():
         next_q_target = target_network(batch.next_obs)
         next_q_online = q_network(batch.next_obs) if double_dqn else None
-        target = td_target(batch.reward, batch.terminated, next_q_target, gamma, next_q_online)
+        target = td_target(batch.reward, batch.terminated, next_q_target, gamma, next_q_online, batch.steps)
     q_taken = q_network(batch.obs).gather(1, batch.action.unsqueeze(1)).squeeze(1)  # (B,)
     loss = F.smooth_l1_loss(q_taken, target)
     optimizer.zero_grad(set_to_none=True)

@@ -60,7 +60,7 @@ class PixelObservation(gym.ObservationWrapper):
 
 def episode_seeds(cfg: EnvConfig, purpose: str, n: int) -> list[int]:
     """Environment seeds that never overlap between training, validation and evaluation."""
-    offset = {"train": 0, "validation": 1, "evaluation": 2}[purpose] * 10**8
+    offset = {"train": 0, "validation": 1, "evaluation": 2, "confirmation": 3}[purpose] * 10**8
     return [offset + cfg.seed * 10**4 + i for i in range(n)]
 
 

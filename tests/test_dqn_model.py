@@ -170,3 +170,50 @@ def test_greedy_returns_counts_each_seed_once() -> None:
     again = dqn.greedy_returns(lambda obs: np.zeros(len(obs), dtype=np.int64), envs, list(range(10)))
     np.testing.assert_array_equal(returns, again)  # seeded resets: the same episodes
     envs.close()
+
+
+def test_n_step_returns_sum_discounted_rewards_and_flush_at_episode_end() -> None:
+    gamma, n = 0.5, 3
+    steps = dqn.NStepReturns(n, gamma, num_envs=1)
+    ready: list[dqn.Transition] = []
+    for i in range(5):  # rewards 0, 1, 2, 3, 4; the episode terminates at the fifth step
+        one = dqn.Transition(np.full(2, i, np.float32), i % 2, float(i), np.full(2, i + 1, np.float32), i == 4)
+        ready += steps.push(0, one, done=i == 4)
+    assert [t.obs[0] for t in ready] == [0, 1, 2, 3, 4]  # each start once, in order
+    assert [t.steps for t in ready] == [3, 3, 3, 2, 1]  # the chains cut by the episode's end are shorter
+    assert [t.reward for t in ready] == pytest.approx([0 + 0.5 + 0.5, 1 + 1 + 0.75, 2 + 1.5 + 1, 3 + 2, 4])
+    assert [t.next_obs[0] for t in ready] == [3, 4, 5, 5, 5]  # bootstrapped from n steps on, or the last state
+    assert [t.terminated for t in ready] == [False, False, True, True, True]
+    assert not steps.pending[0]  # nothing waits across episodes
+
+
+def test_n_step_target_discounts_the_bootstrap_by_gamma_to_the_n() -> None:
+    reward, terminated = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 1.0])
+    next_q_target = torch.tensor([[2.0, 4.0], [2.0, 4.0]])
+    target = dqn.td_target(reward, terminated, next_q_target, 0.5, steps=torch.tensor([3.0, 3.0]))
+    torch.testing.assert_close(target, torch.tensor([1.0 + 0.125 * 4.0, 1.0]))
+
+
+def test_collect_with_a_failure_reward_changes_only_the_stored_terminal_reward() -> None:
+    envs = _cartpole(max_steps=500)
+    memory = dqn.ReplayMemory(1000, seed=0)
+    obs, _ = envs.reset(seed=[1])
+    done, returned = np.array([False]), []
+    while not done[0]:
+        obs, rewards, done = dqn.collect(envs, obs, np.array([0]), memory, failure_reward=-10.0)
+        returned.append(float(rewards[0]))
+    assert set(returned) == {1.0}  # what the environment paid, for the episode's return
+    assert [t.reward for t in memory.memory] == [1.0] * (len(memory) - 1) + [-9.0]
+    envs.close()
+
+
+def test_dueling_head_is_value_plus_centred_advantage() -> None:
+    torch.manual_seed(0)
+    q_network = dqn.build_q_network((4,), 3, 16, dueling=True)
+    obs = torch.randn(5, 4)
+    head = q_network.net[-1]
+    features = q_network.net[:-1](obs)
+    value, advantage = head.value(features), head.advantage(features)
+    torch.testing.assert_close(q_network(obs), value + advantage - advantage.mean(dim=1, keepdim=True))
+    conv = dqn.build_q_network((2, 40, 60), 3, 16, dueling=True)
+    assert conv(torch.zeros(2, 2, 40, 60, dtype=torch.uint8)).shape == (2, 3)

@@ -51,6 +51,15 @@ class DQNConfig(TrainConfig):
     target_update_every: int = Field(256, gt=0, description="Environment steps between target-network updates.")
     tau: float = Field(1.0, gt=0.0, le=1.0, description="Target update rate; 1.0 is a hard copy.")
     double_dqn: bool = Field(False, description="Double DQN targets (van Hasselt et al. 2016).")
+    dueling: bool = Field(False, description="Dueling value and advantage heads (Wang et al. 2016).")
+    n_step: int = Field(
+        1, ge=1, le=50, description="Rewards summed per TD target (n-step returns); 1 is one-step Q-learning."
+    )
+    failure_reward: float = Field(
+        0.0,
+        description="Added to the reward of a step that ends its episode by failure (terminated, not a time limit), "
+        "for learning only: e.g. -10 to punish a fall harder. Returns are reported without it.",
+    )
     eps_start: float = Field(1.0, ge=0.0, le=1.0, description="Initial exploration epsilon.")
     eps_end: float = Field(0.04, ge=0.0, le=1.0, description="Final exploration epsilon.")
     eps_decay_steps: int = Field(8_000, gt=0, description="Environment steps over which epsilon decays linearly.")
@@ -60,7 +69,13 @@ class DQNConfig(TrainConfig):
         2_500, ge=0, description="Steps between validation evaluations that pick the best policy; 0: never."
     )
     val_episodes: int = Field(20, gt=0, description="Greedy episodes of each validation evaluation.")
-    stop_when_solved: bool = Field(True, description="Stop once a validation evaluation reaches the solve threshold.")
+    stop_when_solved: bool = Field(True, description="Stop once a validation evaluation, confirmed, is solved.")
+    confirm_episodes: int = Field(
+        100,
+        ge=0,
+        description="Greedy episodes on further unseen seeds that confirm a validation reaching the solve threshold: "
+        "only a confirmed one counts as solved (stops training, is kept first). 0: the validation alone decides.",
+    )
     solve_threshold: float | None = Field(
         None, description="Mean return that counts as solved; default: the environment's own."
     )

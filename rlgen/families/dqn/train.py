@@ -24,6 +24,7 @@ from rlgen.environments import (
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.dqn.config import DQNConfig
+from rlgen.families.dqn.validation import Best, Validation
 from rlgen.family import Loaded, Panels, Series
 from rlgen.plots import histogram, moving_average
 from rlgen.tracking.artifacts import log_artifact, log_dict, temp_dir
@@ -34,12 +35,13 @@ log = logging.getLogger(__name__)
 
 def build(cfg: DQNConfig, spec: EnvSpec) -> dict[str, nn.Module]:
     """The Q-network: an MLP for state vectors, a ConvNet for frame stacks."""
-    return {"q_network": dqn.build_q_network(spec.obs_shape, spec.n_actions, cfg.hidden)}
+    return {"q_network": dqn.build_q_network(spec.obs_shape, spec.n_actions, cfg.hidden, cfg.dueling)}
 
 
 class DQNTrainer(Trainer):
     """Mnih et al. 2015: epsilon-greedy collection into a replay deque, rounds of TD updates against a target
-    network, greedy validation that keeps the best weights and stops once solved.
+    network, greedy validation that keeps the best weights and stops once solved, with the solve confirmed on
+    `confirm_episodes` further unseen episodes so that "solved" means what the final evaluation will find.
 
     A step is one vector step (`num_envs` environment steps). The environments cannot be snapshot: a resumed
     run starts new episodes, seeded by where they start.
@@ -57,10 +59,10 @@ class DQNTrainer(Trainer):
         self.memory = dqn.ReplayMemory(cfg.buffer_size, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.envs = make_vector_env(cfg, cfg.num_envs)
-        self.val_envs = make_vector_env(cfg, min(cfg.val_episodes, EVAL_WAVE))
-        self.val_seeds = episode_seeds(cfg, "validation", cfg.val_episodes)
+        self.validation = Validation(cfg, spec, device)
         self.episodes = self.updates = 0
-        self.best: tuple[float, int, dict[str, Tensor]] | None = None  # (mean return, step, weights) validated best
+        self.n_step = dqn.NStepReturns(cfg.n_step, cfg.gamma, cfg.num_envs) if cfg.n_step > 1 else None
+        self.best: Best | None = None
         self.solved_step: int | None = None
         self.solved = False
         self.obs: np.ndarray | None = None  # reset at the first step (after a resume, too)
@@ -74,7 +76,9 @@ class DQNTrainer(Trainer):
             self.obs, _ = self.envs.reset(seed=[cfg.seed + self.steps + i for i in range(n)])
         epsilon = dqn.linear_epsilon(self.steps, cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps)
         actions = dqn.select_actions(self.q_network, self.obs, epsilon, self.spec.n_actions, self.rng)
-        self.obs, rewards, done = dqn.collect(self.envs, self.obs, actions, self.memory)
+        self.obs, rewards, done = dqn.collect(
+            self.envs, self.obs, actions, self.memory, self.n_step, cfg.failure_reward
+        )
         self.steps += n
         self.episode_return += rewards
         self.episode_length += 1
@@ -114,19 +118,15 @@ class DQNTrainer(Trainer):
         return stats
 
     def _validate(self) -> None:
-        """Greedy returns on the validation seeds; keep the best weights; stop once solved (if configured)."""
-        self.q_network.eval()
-        actor = dqn.torch_actor(dqn.GreedyPolicy(self.q_network), self.device)
-        mean_return = float(dqn.greedy_returns(actor, self.val_envs, self.val_seeds).mean())
-        self.q_network.train()
-        self._reports.append(Report({"val/mean_return": mean_return}))
-        if self.best is None or mean_return >= self.best[0]:
-            self.best = (mean_return, self.steps, copy.deepcopy(self.q_network.state_dict()))
-        threshold = self.spec.solve_threshold
-        if threshold is not None and mean_return >= threshold:
+        """Validate; keep the best weights; stop once a confirmed solve is in (if configured)."""
+        candidate, metrics = self.validation(self.q_network, self.steps)
+        self._reports.append(Report(metrics))
+        if self.best is None or candidate.rank() >= self.best.rank():
+            self.best = candidate
+        if candidate.confirmed:
             self.solved_step = self.solved_step or self.steps
             if self.cfg.stop_when_solved:
-                log.info("validation mean return %.1f >= %.1f at step %d: stopping", mean_return, threshold, self.steps)
+                log.info("validation %.1f, confirmed, at step %d: stopping", candidate.mean_return, self.steps)
                 self.solved = True
 
     def reports(self) -> list[Report]:
@@ -149,7 +149,8 @@ class DQNTrainer(Trainer):
             "updates": self.updates,
             "solved_step": self.solved_step,
             "solved": self.solved,
-            "best": self.best,
+            "confirmations": self.validation.confirmations,
+            "best": tuple(self.best) if self.best is not None else None,
             "target": self.target_network.state_dict(),
             "memory": self.memory.state_dict(with_transitions=self.cfg.checkpoint_replay),
             "rng": self.rng.bit_generator.state,
@@ -158,32 +159,36 @@ class DQNTrainer(Trainer):
     def load_loop_state(self, state: dict[str, Any]) -> None:
         self.steps, self.episodes, self.updates = state["steps"], state["episodes"], state["updates"]
         self.solved_step, self.solved = state["solved_step"], state["solved"]
-        best = state["best"]
-        self.best = (float(best[0]), int(best[1]), best[2]) if best is not None else None
+        self.validation.confirmations = state.get("confirmations", 0)
+        best = state["best"]  # (mean return, step, weights[, confirmed]): checkpoints before confirmation had three
+        self.best = Best(float(best[0]), int(best[1]), best[2], *best[3:]) if best is not None else None
         self.target_network.load_state_dict(state["target"])
         self.memory.load_state_dict(state["memory"])
         self.rng.bit_generator.state = state["rng"]
         self.obs = None  # new episodes, seeded by where they start
+        if self.n_step is not None:  # the unfinished chains belonged to the interrupted episodes
+            self.n_step = dqn.NStepReturns(self.cfg.n_step, self.cfg.gamma, self.cfg.num_envs)
 
     def finish(self) -> None:
         """Keep the best validated weights (or the last), and close the environments."""
         if self.best is not None:
-            self.q_network.load_state_dict(self.best[2])
+            self.q_network.load_state_dict(self.best.weights)
         self.envs.close()
-        self.val_envs.close()
+        self.validation.close()
 
     def summary(self, seconds: float, first_step: int) -> dict[str, float]:
         figures = {
             "train/steps": self.steps,
             "train/episodes": self.episodes,
             "train/updates": self.updates,
+            "train/confirmations": self.validation.confirmations,
             "train/seconds": seconds,
             "perf/steps_per_sec": (self.steps - first_step) / seconds,
         }
         if self.solved_step is not None:
             figures["train/solved_step"] = self.solved_step
         if self.best is not None:
-            figures["train/best_step"] = self.best[1]
+            figures["train/best_step"] = self.best.step
         return figures
 
 
