@@ -43,6 +43,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "eps_decay=4000": {"eps_decay_steps": 4_000},
     "soft_target": {"target_update_every": 1, "tau": 0.005},
     "lr=1e-3": {"lr": 1e-3},
+    # combinations
+    "n3+val1k": {"n_step": 3, "eval_every": 1_000},
+    "n3+val1k+eps4k": {"n_step": 3, "eval_every": 1_000, "eps_decay_steps": 4_000},
+    "n3+val500+eps4k+ls500": {"n_step": 3, "eval_every": 500, "eps_decay_steps": 4_000, "learning_starts": 500},
+    "n3+val1k+ratio1": {"n_step": 3, "eval_every": 1_000, "train_every": 64, "gradient_steps": 64},
+    "n3+val1k+dueling+double": {"n_step": 3, "eval_every": 1_000, "dueling": True, "double_dqn": True},
+    "n5+val1k+eps4k": {"n_step": 5, "eval_every": 1_000, "eps_decay_steps": 4_000},
 }
 
 
