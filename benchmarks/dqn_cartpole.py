@@ -61,7 +61,7 @@ def run_seed(cfg: DQNConfig, device: torch.device) -> dict:
         "eval_seconds": round(eval_seconds, 1),
         "solved": solved,
         "stopped_solved": training.trainer.solved,  # the trainer's confirmed validation said so
-        "confirmations": training.trainer.confirmations,
+        "confirmations": training.trainer.validation.confirmations,
         "steps_to_solve": env_steps if solved else None,
     }
 
