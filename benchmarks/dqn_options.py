@@ -27,6 +27,7 @@ from benchmarks.common import RESULTS
 from benchmarks.machine import describe
 
 OLD_RULE = {"confirm_episodes": 0, "eval_every": 2_500}  # stop on a 20-episode validation, every 2,500 steps
+RATIO1 = {"n_step": 3, "eval_every": 1_000, "train_every": 64, "gradient_steps": 64}
 VARIANTS: dict[str, dict[str, Any]] = {
     # the tuned reference (RL Baselines3 Zoo) under the old stopping rule, then under the confirmed one
     "zoo": {**OLD_RULE},
@@ -47,9 +48,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "n3+val1k": {"n_step": 3, "eval_every": 1_000},
     "n3+val1k+eps4k": {"n_step": 3, "eval_every": 1_000, "eps_decay_steps": 4_000},
     "n3+val500+eps4k+ls500": {"n_step": 3, "eval_every": 500, "eps_decay_steps": 4_000, "learning_starts": 500},
-    "n3+val1k+ratio1": {"n_step": 3, "eval_every": 1_000, "train_every": 64, "gradient_steps": 64},
+    "n3+val1k+ratio1": RATIO1,
     "n3+val1k+dueling+double": {"n_step": 3, "eval_every": 1_000, "dueling": True, "double_dqn": True},
     "n5+val1k+eps4k": {"n_step": 5, "eval_every": 1_000, "eps_decay_steps": 4_000},
+    "n3+val1k+ratio1+dueling+double": {**RATIO1, "dueling": True, "double_dqn": True},
+    "n3+val500+ratio1": {**RATIO1, "eval_every": 500},
+    "n3+val1k+ratio1+every16": {**RATIO1, "train_every": 16, "gradient_steps": 16},
+    "n3+val1k+ratio1+hidden128": {**RATIO1, "hidden": 128},
 }
 
 

@@ -107,3 +107,24 @@ def confusion_matrix_plot(matrix: Tensor | np.ndarray, path: Path, title: str) -
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def spread_curves(curves: dict[str, list[Series]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """One line per entry: the mean over its runs (seeds) at each step they share, in a band from their min to max."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, runs in curves.items():
+        steps = sorted(set.intersection(*({s for s, _ in run} for run in runs))) if runs else []
+        if not steps:
+            continue
+        values = np.array([[dict(run)[s] for s in steps] for run in runs])  # (runs, steps)
+        (line,) = ax.plot(steps, values.mean(axis=0), label=f"{label} (mean of {len(runs)})", linewidth=1.5)
+        ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
