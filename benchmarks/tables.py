@@ -260,6 +260,57 @@ def dqn_note(results: Results) -> str:
     return solved + f", median training time {data.get('median_train_seconds', 0):.1f} s"
 
 
+def dqn_options(results: Results) -> Table | None:
+    """Steps to solve per option: each variant is the default config plus its overrides."""
+    variants = results.data.get("variants", {})
+    if not variants:
+        return None
+    header = ["variant", "overrides", "solved", "median steps to solve", "range", "false solves", "median seconds"]
+    body = [
+        [
+            name,
+            ", ".join(f"{k}={v}" for k, v in v["overrides"].items()) or "(the default config)",
+            f"{v['solved']}/{v['seeds']}",
+            v["median_steps"],
+            f"{v['min_steps']}-{v['max_steps']}",
+            v["false_solves"],
+            f"{v['median_seconds']:.1f} s",
+        ]
+        for name, v in variants.items()
+    ]
+    return table(header, body, right=range(2, 7))
+
+
+def dqn_options_note(results: Results) -> str:
+    data = results.data
+    seeds = data.get("seeds", [])
+    span = f"{min(seeds)}-{max(seeds)}" if seeds else "?"
+    return (
+        f"; seeds {span}, budget {fmt(data.get('total_steps', 0))} steps (an unsolved seed counts as the budget); "
+        f"{data.get('machine', {}).get('workers', '?')} worker processes at once: compare seconds within this table"
+    )
+
+
+def dqn_pixels(results: Results) -> Table | None:
+    summary = results.data.get("summary", {})
+    if not summary:
+        return None
+    rows = results.data.get("rows", [])
+    header = ["observations", "seed", "env steps", "training wall time", "first confirmed solve", "eval mean return"]
+    body = [
+        [
+            r["obs_mode"],
+            r["seed"],
+            r["env_steps"],
+            minutes(r["train_seconds"]),
+            r["first_solved_step"],
+            f"{r['eval_mean_return']:.1f}",
+        ]
+        for r in rows
+    ]
+    return table(header, body, right=range(1, 6))
+
+
 def quality_rows(results: Results, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     rows = results.data.get("rows", {})
     return {name: rows[name] for name in names if name in rows}
@@ -344,7 +395,12 @@ def serving(results: Results) -> Table | None:
     return figure_table(results.data["figures"], with_benchmark=False)
 
 
-NOTES: dict[Render, Callable[[Results], str]] = {suite_quick: suite_note, dqn_cartpole: dqn_note, lm_quality: lm_note}
+NOTES: dict[Render, Callable[[Results], str]] = {
+    suite_quick: suite_note,
+    dqn_cartpole: dqn_note,
+    dqn_options: dqn_options_note,
+    lm_quality: lm_note,
+}
 
 BLOCKS: dict[str, Block] = {
     "suite-quick": Block(("suite.json",), "python -m benchmarks --quick", suite_quick),
@@ -354,6 +410,9 @@ BLOCKS: dict[str, Block] = {
     "pipeline-concurrency": Block(("pipeline.json",), "python -m benchmarks.pipeline", pipeline_concurrency),
     "pipeline-branches": Block(("pipeline.json",), "python -m benchmarks.pipeline", pipeline_branches),
     "dqn-cartpole": Block(("dqn_cartpole.json",), "python -m benchmarks.dqn_cartpole", dqn_cartpole),
+    "dqn-report": Block(("dqn_report.json",), "python -m benchmarks.dqn_options --variants default zoo", dqn_options),
+    "dqn-options": Block(("dqn_options.json",), "python -m benchmarks.dqn_options", dqn_options),
+    "dqn-pixels": Block(("dqn_pixels.json",), "python -m benchmarks.dqn_pixels", dqn_pixels),
     "image-quality": Block(("image_quality.json",), "python -m benchmarks.image_quality", image_quality),
     "image-speed": Block(("image_speed.json",), "python -m benchmarks.image_speed", image_speed),
     "langevin-quality": Block(
