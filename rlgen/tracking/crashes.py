@@ -14,6 +14,8 @@ from uuid import UUID
 
 from mlflow.entities import Run, RunStatus, RunTag
 
+from rlgen.checkpoints.io import checkpoint_step as read_step
+from rlgen.checkpoints.io import run_checkpoint_path
 from rlgen.tracking.heartbeat import CRASHED_TAG, HEARTBEAT_TAG, crash_reason, decode
 from rlgen.tracking.store import client
 
@@ -65,6 +67,8 @@ def _where(run: Run, checkpoint_step: int | None) -> str:
     if tags.get("rlgen.role") == "flow":
         return "it holds no checkpoint itself (its training run does)"
     beat = decode(tags.get(HEARTBEAT_TAG))
+    if checkpoint_step is None:  # the file, where this machine has it, is newer than the last heartbeat
+        checkpoint_step = read_step(run_checkpoint_path(run.info.run_id))
     step = checkpoint_step if checkpoint_step is not None else beat.checkpoint_step if beat else None
     family = tags.get("rlgen.family", "FAMILY")
     if step is None:

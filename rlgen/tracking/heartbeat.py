@@ -122,6 +122,7 @@ class _Beater:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.run, name="rlgen-heartbeat", daemon=True)
                 self.thread.start()
+        self.wake.set()  # beat now, then every interval_s() (read again each time)
 
     def run(self) -> None:
         while True:

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from mlflow.entities import Metric
 
+from rlgen.checkpoints import lock as run_lock
 from rlgen.checkpoints.io import run_checkpoint_path
-from rlgen.tracking.runs import last_metric_steps
+from rlgen.tracking.crashes import close_crashed
+from rlgen.tracking.runs import PARENT_TAG, child_runs, get_run, last_metric_steps
 from rlgen.tracking.store import client
 
 ROWS_ENV = "RLGEN_METRIC_JOURNAL_ROWS"
@@ -122,3 +124,23 @@ class MetricJournal:
             tmp = self.mark.with_name(".metrics.sent.tmp")
             tmp.write_text(str(end))
             os.replace(tmp, self.mark)
+
+
+def sync(run_id: str) -> list[tuple[str, int]]:
+    """Deliver what the journals of run `run_id` (a training run, or a flow's run: its training runs) hold, and
+    close the runs that crashed meanwhile; (training run id, rows delivered) for each."""
+    found = get_run(run_id)
+    trains = [found]
+    if found.data.tags.get("rlgen.role") == "flow":
+        trains = [r for r in child_runs(run_id) if r.data.tags.get("rlgen.role") == "train"]
+    done = []
+    for train in trains:
+        train_id, delivered = train.info.run_id, 0
+        journal = MetricJournal(train_id)
+        if journal.path.is_file():
+            with run_lock.holding(train_id, "sync"):  # not while its own process still delivers it
+                delivered = journal.deliver()
+        parent = train.data.tags.get(PARENT_TAG)
+        close_crashed(run_ids=[train_id, *([parent] if parent else [])])
+        done.append((train_id, delivered))
+    return done

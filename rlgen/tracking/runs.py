@@ -140,6 +140,7 @@ class RunRow(NamedTuple):
     start_time: int  # ms since the epoch
     parent: str | None
     metrics: dict[str, float]
+    crashed: str | None = None  # why rlgen closed it as crashed (the `rlgen.crashed` tag)
 
 
 def recent_runs(limit: int = 20) -> list[RunRow]:
@@ -157,6 +158,7 @@ def recent_runs(limit: int = 20) -> list[RunRow]:
             r.info.start_time,
             r.data.tags.get(PARENT_TAG),
             dict(r.data.metrics),
+            r.data.tags.get(heartbeat.CRASHED_TAG),
         )
         for r in runs
     ]
