@@ -49,7 +49,7 @@ def run_checkpoint_path(run_id: str, name: str = "train.pt") -> Path:
 
 
 def checkpoint_step(path: Path) -> int | None:
-    """The step of the checkpoint at `path` (its tensors memory-mapped, not read); None if it is missing or unreadable."""
+    """The step of the checkpoint at `path` (tensors memory-mapped, not read); None if missing or unreadable."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return int(payload["step"])
