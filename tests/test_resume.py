@@ -1,12 +1,12 @@
 """Checkpoints and resume: kill -9 mid-training, Ctrl-C/SIGTERM, Prefect retries and NaN rollback, on real
 training (DCGAN and DQN) against temporary MLflow stores.
 
-A run killed that way is RUNNING until an rlgen command looks: then it is closed as crashed (FAILED, with
-the tag rlgen.crashed naming the step of its last checkpoint). Resumed image training is compared with an
-uninterrupted run of the same seed and must be *bitwise* equal: the checkpoint holds every RNG (python, numpy, torch), the models, the optimizers and the loop's
-position (epoch, batch, that epoch's permutation), and the CPU kernels used here are deterministic for a
-fixed thread count. DQN cannot snapshot its environments, so a resumed DQN run starts new episodes;
-its test checks the counters and the metric history, not the weights.
+A run killed that way is RUNNING until an rlgen command looks: then it is closed as crashed (FAILED, with the
+tag rlgen.crashed naming the step of its last checkpoint). Resumed image training is compared with an
+uninterrupted run of the same seed and must be *bitwise* equal: the checkpoint holds every RNG (python, numpy,
+torch), the models, the optimizers and the loop's position (epoch, batch, that epoch's permutation), and the
+CPU kernels used here are deterministic for a fixed thread count. DQN cannot snapshot its environments, so a
+resumed DQN run starts new episodes; its test checks the counters and the metric history, not the weights.
 """
 
 from __future__ import annotations
