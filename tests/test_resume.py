@@ -1,11 +1,12 @@
 """Checkpoints and resume: kill -9 mid-training, Ctrl-C/SIGTERM, Prefect retries and NaN rollback, on real
 training (DCGAN and DQN) against temporary MLflow stores.
 
-Resumed image training is compared with an uninterrupted run of the same seed and must be *bitwise*
-equal: the checkpoint holds every RNG (python, numpy, torch), the models, the optimizers and the loop's
-position (epoch, batch, that epoch's permutation), and the CPU kernels used here are deterministic for a
-fixed thread count. DQN cannot snapshot its environments, so a resumed DQN run starts new episodes;
-its test checks the counters and the metric history, not the weights.
+A run killed that way is RUNNING until an rlgen command looks: then it is closed as crashed (FAILED, with the
+tag rlgen.crashed naming the step of its last checkpoint). Resumed image training is compared with an
+uninterrupted run of the same seed and must be *bitwise* equal: the checkpoint holds every RNG (python, numpy,
+torch), the models, the optimizers and the loop's position (epoch, batch, that epoch's permutation), and the
+CPU kernels used here are deterministic for a fixed thread count. DQN cannot snapshot its environments, so a
+resumed DQN run starts new episodes; its test checks the counters and the metric history, not the weights.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from rlgen.cli import app
 from rlgen.families.dqn import DQNConfig
 from rlgen.families.gan import GANConfig
 from rlgen.steps import train_model
+from rlgen.tracking.crashes import close_crashed
 from rlgen.training.driver import _Checkpoint
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "raw"
@@ -105,7 +107,12 @@ def test_training_killed_with_sigkill_resumes_bitwise_equal_to_an_uninterrupted_
     run_id = id_file.read_text()
     killed_at = load_checkpoint(path)["step"]
     assert 60 <= killed_at < cfg.max_steps
-    assert tracking.get_run(run_id).info.status == "RUNNING"  # kill -9 leaves no chance to close it
+    assert tracking.get_run(run_id).info.status == "RUNNING"  # kill -9 leaves no chance to close it ...
+    (crash,) = close_crashed()  # ... so the next rlgen command that looks at the store closes it
+    assert crash.run_id == run_id and "is gone" in crash.reason
+    assert f"last checkpoint is at step {killed_at}" in crash.reason
+    assert tracking.get_run(run_id).data.tags["rlgen.crashed"] == crash.reason
+    assert tracking.get_run(run_id).info.status == "FAILED"
 
     prepared = steps.prepare(cfg)
     resumed = train_model(cfg, prepared, run_id)  # what a Prefect retry or --resume does: the same run id

@@ -46,3 +46,12 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
 def run_checkpoint_path(run_id: str, name: str = "train.pt") -> Path:
     """Where the training of run `run_id` keeps its resumable checkpoint."""
     return checkpoints_dir() / run_id / name
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step of the checkpoint at `path` (tensors memory-mapped, not read); None if missing or unreadable."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(payload["step"])
+    except Exception:  # missing, half-written by another tool, not a checkpoint: nothing to report
+        return None

@@ -6,7 +6,7 @@ import typer
 
 import rlgen.settings  # noqa: F401  (environment defaults before prefect loads)
 from rlgen.cli.run import run_command
-from rlgen.cli.store import runs, serve, ui
+from rlgen.cli.store import runs, serve, sync, ui
 from rlgen.cli.use import generate, play, sample, score, serve_model
 from rlgen.pipeline import commands
 
@@ -23,7 +23,7 @@ def make_app() -> typer.Typer:
     app.add_typer(run_app, name="run")
     for name, command in commands().items():
         run_app.command(name)(run_command(command))
-    for function in (play, sample, score, generate, runs, serve, ui):
+    for function in (play, sample, score, generate, runs, sync, serve, ui):
         app.command()(function)
     app.command("serve-model")(serve_model)
     return app

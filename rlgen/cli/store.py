@@ -22,9 +22,12 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
         preflight.check_tracking()
     except ConfigError as err:
         fail(str(err))
+    from rlgen.tracking.crashes import close_crashed
     from rlgen.tracking.runs import recent_runs
     from rlgen.tracking.secrets import mask_secrets
     from rlgen.tracking.store import tracking_uri
+
+    closed = close_crashed()  # a run whose heartbeat stopped is marked FAILED, and shown as CRASHED
 
     keys = list(dict.fromkeys(k for f in FAMILIES.values() for k in f.metric_keys())) + ["train/steps", "train/seconds"]
     table = Table(title=f"Recent runs in {mask_secrets(tracking_uri())}")
@@ -35,8 +38,28 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many runs to list."
     for row in recent_runs(limit):
         metrics = ", ".join(f"{k.split('/')[-1]} {row.metrics[k]:.4g}" for k in keys if k in row.metrics)
         started = datetime.fromtimestamp(row.start_time / 1000).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(started, ("  └ " if row.parent else "") + row.name, row.status, row.run_id, metrics)
+        status = "CRASHED" if row.crashed else row.status
+        table.add_row(started, ("  └ " if row.parent else "") + row.name, status, row.run_id, metrics)
     console.print(table)
+    for crash in closed:
+        console.print(f"run {crash.run_id} {crash.reason}", soft_wrap=True, highlight=False)
+
+
+def sync(
+    run_id: Annotated[str, typer.Argument(help="The training run, or its flow's run, whose metric journal to send.")],
+) -> None:
+    """Send the metrics a run kept in its local journal while the tracking server was away, in order, once each."""
+    try:
+        preflight.check_tracking()
+        from rlgen.tracking.journal import sync as sync_journal
+
+        done = sync_journal(run_id)
+    except (ConfigError, LookupError) as err:
+        fail(str(err))
+    except Exception as err:
+        fail(f"sending the journal of run {run_id} failed: {err.__class__.__name__}: {err}; try again later", 1)
+    for train_id, delivered in done:
+        console.print(f"run {train_id}: {delivered} metric rows delivered from its journal; nothing is left in it")
 
 
 def serve(

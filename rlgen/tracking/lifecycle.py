@@ -6,21 +6,25 @@ Also what `--resume RUN_ID` needs before any work: the stored config and the tra
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mlflow.entities import Run
 from prefect.runtime import flow_run, task_run
 
+from rlgen.checkpoints import lock as run_lock
 from rlgen.checkpoints.io import load_checkpoint, run_checkpoint_path
+from rlgen.checkpoints.lock import RunBusy
 from rlgen.checkpoints.stop import stop_scope
 from rlgen.config.base import RunConfig, TrainConfig, validate_config
 from rlgen.errors import ConfigError
 from rlgen.tracking.artifacts import download, temp_dir
+from rlgen.tracking.crashes import close_crashed
+from rlgen.tracking.heartbeat import HEARTBEAT_TAG, TIMEOUT_ENV, decode, this_worker, timeout_s
 from rlgen.tracking.runs import (
     PARENT_TAG,
     child_runs,
@@ -29,6 +33,7 @@ from rlgen.tracking.runs import (
     run,
     set_tags,
 )
+from rlgen.tracking.store import experiment_id
 
 
 def run_name(cfg: RunConfig, subject: str) -> str:
@@ -59,7 +64,7 @@ def tag_task_run(run_id: str) -> None:
 
 def worker() -> str:
     """`host:pid` of this process: where a run ran (a pipeline branch on a Dask or Ray worker, say)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return this_worker()
 
 
 @contextmanager
@@ -78,6 +83,8 @@ def tracked_run(
     if resume is not None:
         reopen = resume if role == "train" else get_run(resume).data.tags.get(PARENT_TAG)
     name = run_name(cfg, subject if role == "flow" else f"{subject}-{role}")
+    if role == "flow" and parent_id is None and reopen is None:  # a new command looks at the store: close crashes
+        close_crashed(experiment_ids=[experiment_id(cfg.experiment)])
     with ExitStack() as stack:
         if role == "flow":
             stack.enter_context(stack.enter_context(stop_scope()).on_signals())
@@ -124,12 +131,30 @@ def resume_target(config_cls: type[TrainConfig], run_id: str) -> tuple[TrainConf
             "checkpoint, "
             "or ran on another machine or with another RLGEN_HOME); start a new run."
         )
+    run_lock.acquire(train_id)  # held until this process ends: a second --resume of the run is refused
     try:
-        load_checkpoint(checkpoint)
-    except ValueError as err:
+        step = int(load_checkpoint(checkpoint)["step"])
+    except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(
             f"cannot resume run {train_id}: {err}. Delete it to start the run's training over, or start a new run."
         ) from None
+    _close_if_crashed(found, step)
     with temp_dir() as tmp:
         stored = json.loads(Path(download(train_id, "config.json", Path(tmp))).read_text())
     return validate_config(config_cls, stored), train_id
+
+
+def _close_if_crashed(train: Run, step: int) -> None:
+    """Before `--resume`: a crashed training run and its parent are marked FAILED (and their Prefect flow runs
+    Crashed); ConfigError if the run is still alive in another process."""
+    ids = [train.info.run_id] + ([parent] if (parent := train.data.tags.get(PARENT_TAG)) else [])
+    close_crashed(run_ids=ids, checkpoint_step=step)
+    current = get_run(train.info.run_id)
+    if current.info.status == "RUNNING":
+        beat = decode(current.data.tags.get(HEARTBEAT_TAG))
+        who = f"process {beat.worker}, last heartbeat {time.time() - beat.time:.0f} s ago" if beat else "no heartbeat"
+        raise RunBusy(
+            f"cannot resume run {train.info.run_id}: it is still RUNNING ({who}; a run counts as crashed after "
+            f"{timeout_s():g} s without one, {TIMEOUT_ENV}). Wait until it ends or stop it, or wait for its "
+            "heartbeat to time out, then resume it."
+        )

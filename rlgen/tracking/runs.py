@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,9 +13,12 @@ from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
+from rlgen.tracking import heartbeat
 from rlgen.tracking.artifacts import log_dict
 from rlgen.tracking.secrets import mask_secrets
-from rlgen.tracking.store import client, experiment_id, tracking_uri
+from rlgen.tracking.store import client, experiment_id, tracking_uri, unreachable
+
+log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
@@ -38,12 +42,20 @@ def run(
         all_tags[PARENT_TAG] = parent_id
     mlflow = client()
     if reopen is None:
+        all_tags[heartbeat.HEARTBEAT_TAG] = heartbeat.fresh()  # from its first moment: a crash is seen
         run_id = mlflow.create_run(experiment_id(experiment), run_name=name, tags=all_tags).info.run_id
+        heartbeat.start(run_id)
     else:
         run_id = reopen
+        found = mlflow.get_run(run_id)
         mlflow.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        resumed = int(mlflow.get_run(run_id).data.tags.get("rlgen.resumed", "0")) + 1
-        mlflow.set_tag(run_id, "rlgen.resumed", str(resumed))
+        if heartbeat.CRASHED_TAG in found.data.tags:
+            mlflow.delete_tag(run_id, heartbeat.CRASHED_TAG)
+        resumed = int(found.data.tags.get("rlgen.resumed", "0")) + 1
+        mlflow.log_batch(
+            run_id, tags=[RunTag("rlgen.resumed", str(resumed)), RunTag(heartbeat.HEARTBEAT_TAG, heartbeat.fresh())]
+        )
+        heartbeat.start(run_id)
     status = RunStatus.FAILED
     try:
         yield run_id
@@ -54,7 +66,12 @@ def run(
         status = RunStatus.KILLED
         raise
     finally:
-        mlflow.set_terminated(run_id, status=RunStatus.to_string(status))
+        heartbeat.stop(run_id)
+        away = unreachable() if status != RunStatus.FINISHED else None
+        if away is None:
+            mlflow.set_terminated(run_id, status=RunStatus.to_string(status))
+        else:  # closing it would wait minutes for MLflow's retries; its stopped heartbeat closes it later
+            log.warning("run %s left open: %s", run_id, away)
 
 
 def get_run(run_id: str) -> Run:
@@ -123,6 +140,7 @@ class RunRow(NamedTuple):
     start_time: int  # ms since the epoch
     parent: str | None
     metrics: dict[str, float]
+    crashed: str | None = None  # why rlgen closed it as crashed (the `rlgen.crashed` tag)
 
 
 def recent_runs(limit: int = 20) -> list[RunRow]:
@@ -140,6 +158,7 @@ def recent_runs(limit: int = 20) -> list[RunRow]:
             r.info.start_time,
             r.data.tags.get(PARENT_TAG),
             dict(r.data.metrics),
+            r.data.tags.get(heartbeat.CRASHED_TAG),
         )
         for r in runs
     ]

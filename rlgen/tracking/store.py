@@ -23,6 +23,28 @@ def is_embedded() -> bool:
     return "MLFLOW_TRACKING_URI" not in os.environ
 
 
+def unreachable() -> str | None:
+    """Why the tracking server does not answer right now (one short GET of /health), or None if it does.
+
+    A local store (SQLite, a folder) always answers: its problems show up as errors of the call itself.
+    """
+    if not tracking_uri().startswith(("http://", "https://")):
+        return None
+    from rlgen.errors import PreflightError
+    from rlgen.preflight import check_tracking
+
+    try:
+        check_tracking()
+    except PreflightError as err:
+        return str(err).split(" Fix:")[0]
+    return None
+
+
+def answers() -> bool:
+    """Whether the tracking store answers right now."""
+    return unreachable() is None
+
+
 def client() -> MlflowClient:
     """A client on the configured store (the embedded store is created on first use)."""
     uri = tracking_uri()

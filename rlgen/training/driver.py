@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -27,9 +28,11 @@ from models.common import (
     set_rng_state,
 )
 from models.training import Report, Trainer
+from rlgen.checkpoints import lock as run_lock
 from rlgen.checkpoints.io import load_checkpoint, run_checkpoint_path, save_checkpoint
 from rlgen.checkpoints.stop import StopRequest
 from rlgen.errors import TrainingInterrupted
+from rlgen.tracking import heartbeat
 from rlgen.tracking.artifacts import log_image, log_text
 from rlgen.tracking.metrics import MetricLogger
 from rlgen.tracking.runs import set_tags
@@ -121,6 +124,7 @@ class _Checkpoint:
         }
         save_checkpoint(self.path, payload)
         self.last_step = step
+        heartbeat.note_checkpoint(self.run_id, step)
 
     def due(self) -> bool:
         """Whether the position crossed a multiple of `every` since the last check."""
@@ -151,9 +155,24 @@ def drive(
     `checkpoint_every` None writes no checkpoint at all (the LeNet evaluator); 0 writes one only when stopped
     and at the end. A non-finite loss or parameter raises NonFiniteLoss naming the model, the step and the last
     good checkpoint; with `nan_rollback`, training first goes back once to that checkpoint at half the
-    learning rate. The metric logger is closed on the way out, whatever happens.
+    learning rate. The metric logger is closed on the way out, whatever happens; MetricsUndelivered when the
+    tracking server is still away at the end (the metrics are in the run's journal). The run's lock is held
+    throughout (RunBusy if another process holds it).
     """
     device = device or torch.device("cpu")
+    with run_lock.holding(run_id) if checkpoint_every is not None else nullcontext():
+        return _drive(trainer, run_id, checkpoint_every, stop, nan_rollback, device, amp)
+
+
+def _drive(
+    trainer: Trainer,
+    run_id: str,
+    checkpoint_every: int | None,
+    stop: StopRequest,
+    nan_rollback: bool,
+    device: torch.device,
+    amp: bool,
+) -> Drive:
     recorder, means = MetricRecorder(), _Means()
     checkpoint = _Checkpoint(run_id, trainer, checkpoint_every, device)
     resumed = checkpoint.restore(recorder, means)
@@ -177,8 +196,10 @@ def drive(
                         ) from None
                     _rollback(trainer, run_id, checkpoint, recorder, means, logger, str(err))
                     rolled_back = True
-    finally:
-        logger.close()
+    except BaseException:
+        logger.close(strict=False)  # the error on its way out says more than undelivered metrics would
+        raise
+    logger.close()  # MetricsUndelivered when the tracking server is still away: the run cannot finish
     seconds = time.perf_counter() - started
     trainer.finish()
     return Drive(dict(recorder.history), seconds, first_step)
