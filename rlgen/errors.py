@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DownloadError",
+    "ModelIntegrityError",
     "NonFiniteLoss",
     "PreflightError",
     "TrainingDiverged",
@@ -34,6 +35,10 @@ class DataError(ValueError):
 
 class DownloadError(DataError):
     """Fetching a dataset over the network failed: the one data error that a retry may cure."""
+
+
+class ModelIntegrityError(DataError):
+    """A registered model's file differs from the SHA-256 recorded when it was registered; it is not loaded."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
