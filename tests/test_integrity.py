@@ -97,3 +97,19 @@ def test_a_planted_code_file_is_refused_before_it_runs(registered: Registered, t
     assert result.exit_code == 2, result.output
     assert "its file policy.py has SHA-256" in " ".join(result.stderr.split())
     assert not marker.exists(), "the planted code ran"
+
+
+def test_a_version_whose_files_were_deleted_is_a_clear_error(registered: Registered, tmp_path: Path) -> None:
+    away = tmp_path / "away"
+    registered.folder.rename(away)  # the whole MLflow model folder deleted from the artifact store
+    try:
+        result = play(registered)
+    finally:
+        away.rename(registered.folder)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr
+    assert (
+        f"error: {NAME} version 1: its files are gone from the artifact store (looked in {registered.folder}" in message
+    ), message
+    assert "Register the model again (run its flow), or pick another version" in message

@@ -98,3 +98,28 @@ def version_tags(uri: str) -> tuple[str, dict[str, str]]:
         return f"{name} version {version}", dict(mlflow.get_model_version(name, version).tags)
     logged = mlflow.get_logged_model(name)
     return f"model {logged.name} ({name})", dict(logged.tags)
+
+
+def download_model(uri: str, what: str, dst: Path) -> Path:
+    """The MLflow model at `uri` downloaded into `dst`; ModelIntegrityError, naming where it was looked for, when its
+    files are gone from the artifact store."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from rlgen.tracking.store import client
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        if not (local / "MLmodel").is_file():  # MLflow downloads an empty folder where the files were
+            raise FileNotFoundError(f"no MLmodel file in what {uri} holds")
+        return local
+    except (MlflowException, OSError) as err:
+        name, _, version = uri.removeprefix("models:/").partition("/")
+        model_id = str(client().get_model_version(name, version).source if version else uri).removeprefix("models:/")
+        location = client().get_logged_model(model_id).artifact_location
+        reason = str(err).splitlines()[0][:200]
+        raise ModelIntegrityError(
+            f"{what}: its files are gone from the artifact store (looked in {location.removeprefix('file://')}: "
+            f"{reason}); they were deleted or moved after registration. Register the model again (run its flow), "
+            "or pick another version"
+        ) from None
