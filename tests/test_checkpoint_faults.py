@@ -105,7 +105,8 @@ def test_a_checkpoint_that_no_longer_fits_the_model_is_refused(store: Path, monk
     assert isinstance(refused.value, UserError)  # the CLI shows it as one paragraph and exits 2
     assert f"cannot resume run {run_id} from its checkpoint at {path} (step 200)" in message, message
     assert (
-        "its state does not match the model this code builds (RuntimeError: Error(s) in loading state_dict" in message
+        "its state does not match the model this code builds "
+        "(RuntimeError: Error(s) in loading state_dict for QNetwork: size mismatch" in message
     )
     assert "finish the run with the rlgen version that wrote it, or start a new run" in message
     assert "\n" not in message and os.path.getsize(path) > 0

@@ -97,7 +97,7 @@ class _Checkpoint:
         try:
             self.trainer.load_state_dict(payload["trainer"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+            reason = " ".join(line.strip() for line in str(err).strip().splitlines()[:2]) or err.__class__.__name__
             raise CheckpointMismatch(
                 f"cannot resume run {self.run_id} from its checkpoint at {self.path} (step {payload.get('step')}): "
                 f"its state does not match the model this code builds ({err.__class__.__name__}: {reason[:300]}); "
