@@ -254,7 +254,7 @@ def test_corrupt_model_files_are_refused(command: str, bad_model_files: dict[str
             result.stderr,
             f"{path} is not a loadable TorchScript file",
             reasons[kind],
-            "pass the file `rlgen run` exported",
+            "pass the registered model's name, or the file `rlgen run` exported",
         )
     assert not store.exists()  # an explicit file needs no store
 
