@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import pytest
+from conftest import point_logs_at_stderr
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -33,6 +34,7 @@ def registered(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) ->
     """A tiny DQN policy trained and registered as version 1 in a store of its own."""
     from flows.models import flow_for
 
+    point_logs_at_stderr()
     home = tmp_path_factory.mktemp("integrity")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RLGEN_HOME", str(home))
