@@ -95,6 +95,43 @@ def env_settings(cfg: EnvConfig) -> dict[str, Any]:
     }
 
 
+def _make_checked(cfg: EnvConfig) -> gym.Env:
+    """The config's environment, made and (for pixels) rendered once; ConfigError when an extra it needs is missing
+    or it cannot render frames."""
+    try:
+        env = make_env(**env_settings(cfg))
+    except gym.error.DependencyNotInstalled as err:
+        raise ConfigError(
+            f"env_id={cfg.env_id!r} needs a Gymnasium extra that is not installed here ({err}). Fix: install that "
+            "extra into this environment (pip install 'gymnasium[box2d]' for Box2D, 'gymnasium[mujoco]' for MuJoCo), "
+            "or pick an environment that needs none, for example --set env_id=CartPole-v1 (also Acrobot-v1, "
+            "MountainCar-v0). Nothing was started."
+        ) from None
+    if cfg.obs_mode != "pixels":
+        return env
+    modes = env.unwrapped.metadata.get("render_modes") or []
+    try:
+        if "rgb_array" not in modes:
+            raise ConfigError(
+                f"obs_mode=pixels needs frames, but {cfg.env_id} cannot render them (its render modes: "
+                f"{', '.join(modes) or 'none'}; pixels need rgb_array). Fix: use --set obs_mode=state, or an "
+                "environment that renders rgb_array frames (CartPole-v1, Acrobot-v1, MountainCar-v0). Nothing was "
+                "started."
+            )
+        env.reset(seed=0)  # renders the first frame
+    except ConfigError:
+        env.close()
+        raise
+    except Exception as err:
+        env.close()
+        raise ConfigError(
+            f"obs_mode=pixels needs frames, but rendering {cfg.env_id} failed ({err.__class__.__name__}: {err}). "
+            "Fix: use --set obs_mode=state, or install what its renderer needs (pygame for classic control). "
+            "Nothing was started."
+        ) from None
+    return env
+
+
 def describe_env(cfg: EnvConfig) -> EnvSpec:
     """Check that the environment exists and suits DQN, and return its shapes; raises ConfigError."""
     try:
@@ -104,7 +141,7 @@ def describe_env(cfg: EnvConfig) -> EnvSpec:
             f"Unknown environment env_id={cfg.env_id!r}: {err}. "
             "Pass a registered Gymnasium id, for example --set env_id=CartPole-v1."
         ) from None
-    env = make_env(**env_settings(cfg))
+    env = _make_checked(cfg)
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise ConfigError(

@@ -9,9 +9,12 @@ from __future__ import annotations
 from models.errors import NonFiniteLoss, TrainingDiverged
 
 __all__ = [
+    "CheckpointMismatch",
+    "CheckpointWriteError",
     "ConfigError",
     "DataError",
     "DownloadError",
+    "ModelIntegrityError",
     "NonFiniteLoss",
     "PreflightError",
     "TrainingDiverged",
@@ -34,6 +37,18 @@ class DataError(ValueError):
 
 class DownloadError(DataError):
     """Fetching a dataset over the network failed: the one data error that a retry may cure."""
+
+
+class ModelIntegrityError(DataError):
+    """A registered model's file differs from the SHA-256 recorded when it was registered; it is not loaded."""
+
+
+class CheckpointMismatch(ConfigError):
+    """A resumable checkpoint's state does not fit the model this code builds (the code changed since)."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint or artifact could not be written (a full disk); the previous checkpoint is intact."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,21 +29,56 @@ def mlflow_bin() -> str:
     return found
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def mlflow_command(host: str, port: int, workers: int = 1) -> list[str]:
-    """`mlflow server` over the configured store, bound to `host:port` with `workers` worker processes."""
+    """`mlflow server` bound to `host:port` with `workers` worker processes; the store goes through its
+    environment (`server_env`), never its command line, where `ps` would show a password."""
+    return [mlflow_bin(), "server", "--host", host, "--port", str(port), "--workers", str(workers)]
+
+
+def server_env() -> dict[str, str]:
+    """The environment that points `mlflow server` at the configured store (read by its --backend-store-uri and
+    --default-artifact-root options)."""
     client()  # creates the embedded store's folder and tables
-    return [
-        mlflow_bin(), "server", "--backend-store-uri", tracking_uri(),
-        "--default-artifact-root", (mlruns_dir() / "artifacts").as_uri(),
-        "--host", host, "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
+    # MLflow's background job runner (for its GenAI features) doubles the start-up; set the variable to true for it
+    jobs = os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return {
+        "MLFLOW_BACKEND_STORE_URI": tracking_uri(),
+        "MLFLOW_DEFAULT_ARTIFACT_ROOT": (mlruns_dir() / "artifacts").as_uri(),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": jobs,
+    }
+
+
+def exposure_warning(host: str, port: int, what: str) -> str | None:
+    """The warning to print when `host` is not a loopback address: the server has no authentication."""
+    if host in LOOPBACK or host.startswith("127."):
+        return None
+    return (
+        f"warning: {what} listens on {host}:{port}, reachable from other machines, and has no authentication: anyone "
+        "who reaches that port can read and change what it serves. Bind 127.0.0.1 (the default), or put it behind "
+        "a proxy that authenticates."
+    )
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """ConfigError, naming what listens there and the fix, when `host:port` cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to bind
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"{what} cannot listen on {host}:{port}: {err.strerror} (another process, perhaps another "
+                f"`rlgen ui`, holds the port). Fix: stop it, or pass --port with a free port (e.g. --port {port + 1})"
+            ) from None
 
 
 def run_ui(host: str, port: int, workers: int = 1) -> int:
     """Run the MLflow UI until it exits or Ctrl-C / SIGTERM stops it; the exit status to report (128 + a signal)."""
-    # MLflow's background job runner (for its GenAI features) doubles the start-up; set the variable to true for it
-    jobs = os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    return run_until_stopped(mlflow_command(host, port, workers), {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": jobs})
+    return run_until_stopped(mlflow_command(host, port, workers), server_env())
 
 
 def model_server_command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:

@@ -27,6 +27,7 @@ from rlgen.tracking.artifacts import download, log_artifact, log_dict, temp_dir
 from rlgen.tracking.promotion import Decision, evaluation_key, promote
 from rlgen.tracking.registry import ModelVersion, register_model
 from rlgen.tracking.runs import log_metrics, log_params, set_tags
+from rlgen.tracking.secrets import mask_secrets
 from rlgen.training.device import training_device
 from rlgen.training.driver import drive
 
@@ -72,7 +73,8 @@ def train_model(cfg: TrainConfig, prepared: object, run_id: str, stop: StopReque
     trainer, device = build_trainer(cfg, prepared)
     modules = trainer.modules()
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
-    log.info("%s: %s, %s parameters, device %s", cfg.registered_name, cfg.model_dump(), sum(counts.values()), device)
+    config = mask_secrets(cfg.model_dump())
+    log.info("%s: %s, %s parameters, device %s", cfg.registered_name, config, sum(counts.values()), device)
     per_module = {f"model.{name}_parameters": n for name, n in counts.items()} if len(counts) > 1 else {}
     log_params(run_id, {"model.parameters": sum(counts.values()), **per_module, "device.resolved": str(device)})
     result = drive(

@@ -108,6 +108,11 @@ def rlgen(
 def _log_to_current_streams() -> None:
     """Point the log handlers (Prefect's rich console handlers among them) at this test's stderr: they bind the stream
     of the test that configured logging, which pytest closes after it, and flows run in this process too."""
+    point_logs_at_stderr()
+
+
+def point_logs_at_stderr() -> None:
+    """What `_log_to_current_streams` does, for module-scoped fixtures that run flows before it."""
     import logging
 
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict))]

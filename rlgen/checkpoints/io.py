@@ -6,6 +6,7 @@ the training task and `rlgen run NAME --resume RUN_ID` find it.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -26,10 +27,32 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        written, free = _size(tmp), _free_bytes(path.parent)
+        Path(tmp).unlink(missing_ok=True)  # the previous checkpoint at `path` is untouched
+        full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or (isinstance(err, RuntimeError) and free < LOW_SPACE):  # torch's writer hides the OSError
+            raise OSError(
+                errno.ENOSPC, f"no space left on device: {free} bytes free in {path.parent} after {written} written"
+            ) from err
         raise
     return path
+
+
+LOW_SPACE = 1 << 20  # bytes free after a failed write that mean the disk filled up
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _free_bytes(folder: Path) -> int:
+    """Bytes free for this user in the file system holding `folder`."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -31,5 +31,7 @@ ModelOption = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-paragraph error and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+    from rlgen.tracking.secrets import mask_secrets
+
+    err_console.print(f"[bold red]error:[/] {mask_secrets(message)}", soft_wrap=True, highlight=False, markup=True)
     raise typer.Exit(code)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from rlgen import preflight
-from rlgen.cli.common import SetOption, console, fail
+from rlgen.cli.common import SetOption, console, err_console, fail
 from rlgen.config.base import config_from_overrides
 from rlgen.errors import ConfigError
 from rlgen.pipeline import PipelineConfig, commands
@@ -95,12 +95,15 @@ def ui(
     workers: Annotated[int, typer.Option(min=1, help="Server worker processes (one is plenty for one person).")] = 1,
 ) -> None:
     """Start the MLflow UI over the project's store and print its URL."""
-    from rlgen.servers import run_ui
+    from rlgen.servers import check_port_free, exposure_warning, run_ui
     from rlgen.tracking.secrets import mask_secrets
     from rlgen.tracking.store import tracking_uri
 
-    console.print(f"MLflow UI: http://{host}:{port}  (store: {mask_secrets(tracking_uri())}; Ctrl-C stops it)")
     try:
+        check_port_free(host, port, "The MLflow UI")
+        if warning := exposure_warning(host, port, "The MLflow UI (the whole tracking store and model registry)"):
+            err_console.print(warning, soft_wrap=True, highlight=False, markup=False)
+        console.print(f"MLflow UI: http://{host}:{port}  (store: {mask_secrets(tracking_uri())}; Ctrl-C stops it)")
         code = run_ui(host, port, workers)
     except ConfigError as err:
         fail(str(err))

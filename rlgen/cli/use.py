@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from rlgen import preflight
-from rlgen.cli.common import MODEL_HELP, ModelOption, console, fail
+from rlgen.cli.common import MODEL_HELP, ModelOption, console, err_console, fail
 from rlgen.errors import ConfigError
 
 
@@ -106,7 +106,7 @@ def serve_model(
     """Serve a registered model over REST (`mlflow models serve`, POST /invocations) and print a curl example."""
     try:
         preflight.check_model_source(model)
-        from rlgen.servers import curl_example, run_model_server
+        from rlgen.servers import check_port_free, curl_example, exposure_warning, run_model_server
         from rlgen.tracking.registry import model_uri
 
         uri = model_uri(model)
@@ -114,6 +114,9 @@ def serve_model(
             raise ValueError(
                 f"{model!r} predates rlgen's MLflow models (a bare folder): run its flow again to serve it"
             )
+        check_port_free(host, port, f"The model server of {model}")
+        if warning := exposure_warning(host, port, f"The model server of {model}"):
+            err_console.print(warning, soft_wrap=True, highlight=False, markup=False)
         console.print(f"serving {model} ({uri}) at http://{host}:{port}/invocations (Ctrl-C stops it); try:")
         typer.echo(curl_example(uri, port))
         code = run_model_server(uri, host, port, workers)

@@ -119,7 +119,7 @@ def _picture(run_id: str) -> str:
 def write_report(cfg: PipelineConfig, results: list[BranchResult], parent_id: str) -> str:
     """Log the report on the pipeline's MLflow run (Markdown and HTML) and return the Markdown."""
     table = rows(results)
-    text = markdown(cfg, parent_id, table)
+    text = mask_secrets(markdown(cfg, parent_id, table))  # a failed branch's error may quote a URL
     log_text(parent_id, text, "report/report.md")
-    log_text(parent_id, html_report(text, table), "report/report.html")
+    log_text(parent_id, mask_secrets(html_report(text, table)), "report/report.html")
     return text

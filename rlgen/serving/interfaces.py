@@ -26,6 +26,7 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from rlgen.data.vocabulary import Vocabulary, continue_text
 from rlgen.export.torchscript import load_scripted
+from rlgen.serving.integrity import check_model_folder
 
 MAX_IMAGES = 1024  # per request
 MAX_TOKENS = 10_000  # per generated text
@@ -46,7 +47,9 @@ class RlgenModel(PythonModel):
     metadata: dict[str, Any]
 
     def load_context(self, context: PythonModelContext) -> None:
-        self.load(Path(context.artifacts["torchscript"]))
+        path = Path(context.artifacts["torchscript"])
+        check_model_folder(path.parents[1])  # the model's folder: artifacts/<file> sits in it
+        self.load(path)
 
     def load(self, path: Path) -> RlgenModel:
         """Load the exported TorchScript file at `path` (for a model stored as a bare file)."""

@@ -17,6 +17,7 @@ import mlflow
 
 from rlgen.export.torchscript import load_scripted
 from rlgen.registry import FAMILIES
+from rlgen.serving.integrity import download_model, verify, version_tags
 from rlgen.serving.interfaces import INTERFACES
 from rlgen.tracking.artifacts import download, temp_dir
 from rlgen.tracking.registry import model_uri, resolve_model
@@ -45,7 +46,11 @@ def load(reference: str, interface: str) -> UsableModel:
     if uri is None:  # registered before rlgen's models were MLflow models
         return _from_bare_version(reference, interface)
     mlflow.set_tracking_uri(tracking_uri())
-    model = mlflow.pyfunc.load_model(uri)
+    what, tags = version_tags(uri)
+    with temp_dir() as tmp:
+        local = download_model(uri, what, Path(tmp))
+        verify(local, tags, what)  # before MLflow runs the model's code file
+        model = mlflow.pyfunc.load_model(str(local))
     metadata = dict(model.metadata.metadata or {})
     check(interface, metadata, reference)
     return UsableModel(model.predict, metadata, uri)

@@ -4,6 +4,7 @@ programs as artifacts, and the run's evaluation metrics linked to it."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -14,6 +15,8 @@ import torch
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
+from rlgen.serving.integrity import PENDING, digest_tags, sha256
+from rlgen.tracking.registry import DIGEST_TAG
 from rlgen.tracking.store import client, tracking_uri
 
 CODE = Path(__file__).parent / "code"
@@ -68,7 +71,7 @@ def log_model(
     mlflow.set_tracking_uri(tracking_uri())  # MLflow's model logging reads the process-wide URI
     mlflow_client = client()
     run = mlflow_client.get_run(run_id)
-    tags = {"rlgen.interface": interface, "rlgen.family": str(metadata.get("family", ""))}
+    tags = {"rlgen.interface": interface, "rlgen.family": str(metadata.get("family", "")), PENDING: "pending"}
     model = mlflow_client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id, tags=tags)
     artifacts = {"torchscript": str(files[0]), **{f.name: str(f) for f in files[1:]}}
     sig, example = signature(interface, metadata)
@@ -88,4 +91,18 @@ def log_model(
         pip_requirements=[f"torch=={torch_version}", f"mlflow=={mlflow_version}", "numpy", "pandas", "rlgen"],
         flavor_name="python_model",
     )
+    record_digests(model.model_id, files)
     return LoggedModelRef(model.model_id, f"models:/{model.model_id}")
+
+
+def record_digests(model_id: str, files: list[Path]) -> None:
+    """The SHA-256 of every file of the stored MLflow model as tags of its LoggedModel (register copies them onto
+    the version); RuntimeError if an exported file was not stored as it was checked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=tmp))
+        tags = digest_tags(stored)
+        for file in files:
+            key = f"{DIGEST_TAG}artifacts/{file.name}"
+            if tags.get(key) != sha256(file):
+                raise RuntimeError(f"the stored artifacts/{file.name} of model {model_id} differs from {file}")
+    client().set_logged_model_tags(model_id, {**tags, PENDING: "recorded"})

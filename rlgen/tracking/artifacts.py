@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlgen.errors import CheckpointWriteError
 from rlgen.tracking.store import client, tracking_uri
 
 if TYPE_CHECKING:
@@ -43,7 +45,16 @@ def log_text(run_id: str, text: str, artifact_file: str) -> None:
 
 def log_artifact(run_id: str, path: Path, artifact_path: str | None = None) -> str:
     """Upload a local file; returns its artifact URI."""
-    client().log_artifact(run_id, str(path), safe_artifact_path(artifact_path))
+    try:
+        client().log_artifact(run_id, str(path), safe_artifact_path(artifact_path))
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CheckpointWriteError(
+            err.errno,
+            f"the artifact {path.name} of run {run_id} could not be stored ({err.strerror}); the run's resumable "
+            f"checkpoint is kept. Fix: free space in the artifact store, then `rlgen run FAMILY --resume {run_id}`",
+        ) from err
     return artifact_uri(run_id, f"{artifact_path}/{path.name}" if artifact_path else path.name)
 
 

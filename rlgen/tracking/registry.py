@@ -14,6 +14,7 @@ from rlgen.tracking.secrets import mask_secrets
 from rlgen.tracking.store import client, tracking_uri
 
 log = logging.getLogger(__name__)
+DIGEST_TAG = "rlgen.sha256."  # + a file's path in the model's folder: its SHA-256, on the LoggedModel and the version
 
 
 class ModelVersion(NamedTuple):
@@ -35,6 +36,9 @@ def register_model(run_id: str, source: str, name: str, tags: dict[str, str] | N
     model_id = source.removeprefix("models:/") if source.startswith("models:/") else None
     if model_id is None:
         source = artifact_uri(run_id, source)
+    else:  # the digests recorded on the MLflow model at export go onto the version, where loaders check them
+        logged = mlflow.get_logged_model(model_id).tags
+        tags = {**(tags or {}), **{k: v for k, v in logged.items() if k.startswith(DIGEST_TAG)}}
     version = mlflow.create_model_version(name, source=source, run_id=run_id, tags=tags or {}, model_id=model_id)
     return ModelVersion(name, str(version.version), run_id, str(version.source))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -50,6 +51,8 @@ def client() -> MlflowClient:
     uri = tracking_uri()
     if is_embedded() and uri not in _stores_ready:
         _open_embedded_store(uri)
+    if urlsplit(uri).password:  # MLflow prints "View run ... at: <the URI>" as a run ends: not with a password in it
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -96,7 +99,10 @@ def experiment_id(name: str) -> str:
 def ui_url() -> str:
     """Where the runs can be seen: the tracking server, or what `rlgen ui` serves for the embedded store."""
     uri = tracking_uri()
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    if not uri.startswith(("http://", "https://")):
+        return "http://127.0.0.1:5000"
+    parts = urlsplit(uri.rstrip("/"))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))  # never a password in a link
 
 
 def run_link(run_id: str) -> str:

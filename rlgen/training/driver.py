@@ -31,7 +31,7 @@ from models.training import Report, Trainer
 from rlgen.checkpoints import lock as run_lock
 from rlgen.checkpoints.io import load_checkpoint, run_checkpoint_path, save_checkpoint
 from rlgen.checkpoints.stop import StopRequest
-from rlgen.errors import TrainingInterrupted
+from rlgen.errors import CheckpointMismatch, CheckpointWriteError, TrainingInterrupted
 from rlgen.tracking import heartbeat
 from rlgen.tracking.artifacts import log_image, log_text
 from rlgen.tracking.metrics import MetricLogger
@@ -97,7 +97,17 @@ class _Checkpoint:
         if self.every is None or not self.path.is_file():
             return None
         payload = load_checkpoint(self.path, self.device)
-        self.trainer.load_state_dict(payload["trainer"])
+        try:
+            self.trainer.load_state_dict(payload["trainer"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            reason = " ".join(line.strip() for line in str(err).strip().splitlines()[:2]) or err.__class__.__name__
+            raise CheckpointMismatch(
+                f"cannot resume run {self.run_id} from its checkpoint at {self.path} (step {payload.get('step')}): "
+                f"its state does not match the model this code builds ({err.__class__.__name__}: {reason[:300]}); "
+                "the code, or a default it relies on, changed since the checkpoint was written. Fix: finish the run "
+                "with the rlgen version that wrote it, or start a new run (deleting the checkpoint starts this run's "
+                "training over)."
+            ) from None
         set_rng_state(payload["rng"])
         recorder.history.clear()
         recorder.history.update({k: list(v) for k, v in payload["curves"].items()})
@@ -122,7 +132,16 @@ class _Checkpoint:
             "curves": dict(recorder.history),
             "driver": means.state(),
         }
-        save_checkpoint(self.path, payload)
+        try:
+            save_checkpoint(self.path, payload)
+        except OSError as err:
+            kept = f"step {self.last_step}, still valid, at {self.path}" if self.last_step is not None else "none yet"
+            raise CheckpointWriteError(
+                f"{self.trainer.name}: the checkpoint of step {step} could not be written to {self.path.parent} "
+                f"({err.strerror or err}); the previous checkpoint ({kept}) is untouched and the run can go on from "
+                f"it. Fix: free space there (or set RLGEN_CHECKPOINT_DIR to a roomier disk), then "
+                f"`rlgen run FAMILY --resume {self.run_id}`."
+            ) from err
         self.last_step = step
         heartbeat.note_checkpoint(self.run_id, step)
 
