@@ -17,6 +17,7 @@ from rlgen.tracking.secrets import mask_secrets
 from rlgen.tracking.store import client, experiment_id, tracking_uri
 
 PARENT_TAG = "mlflow.parentRunId"
+RESUMED_TAG = "rlgen.resumed"  # how many times a run was reopened to go on
 MAX_PARAM_LENGTH = 6000
 
 
@@ -42,8 +43,8 @@ def run(
     else:
         run_id = reopen
         mlflow.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
-        resumed = int(mlflow.get_run(run_id).data.tags.get("rlgen.resumed", "0")) + 1
-        mlflow.set_tag(run_id, "rlgen.resumed", str(resumed))
+        resumed = int(mlflow.get_run(run_id).data.tags.get(RESUMED_TAG, "0")) + 1
+        mlflow.set_tag(run_id, RESUMED_TAG, str(resumed))
     status = RunStatus.FAILED
     try:
         yield run_id
@@ -99,9 +100,16 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """One batch of metrics at one step."""
-    now = int(time.time() * 1000)
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    """One batch of metrics at one step. On a resumed run, keys already stored at `step` are left alone: a run killed
+    after logging them (its summary, evaluation, data report) logs them again when it goes on."""
+    mlflow = client()
+    if RESUMED_TAG in mlflow.get_run(run_id).data.tags:
+        metrics = {
+            k: v for k, v in metrics.items() if all(m.step != step for m in mlflow.get_metric_history(run_id, k))
+        }
+    if metrics:
+        now = int(time.time() * 1000)
+        mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
 def last_metric_steps(run_id: str) -> dict[str, int]:
