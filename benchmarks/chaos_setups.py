@@ -29,7 +29,7 @@ def _images(budget: int, every: int, **extra: Any) -> Setup:
         "device": "cpu",
         "epochs": 1,
         "max_steps": budget,
-        "batch_size": 8,
+        "batch_size": 16,
         "log_every": 2,
         "checkpoint_every": every,
         "fid_samples": 100,
@@ -42,7 +42,7 @@ def setups(kills: int, work: Path) -> dict[str, Setup]:
     """Tiny settings for every family the harness knows, on budgets that leave room for `kills` kills; the LM's
     corpus is written to `work`."""
     every = 2
-    budget = every * (2 * kills + 4)
+    budget = every * (3 * kills + 3)
     corpus = work / "corpus.txt"
     corpus.write_text(SHAKESPEARE.read_text()[:CORPUS_CHARS])
     grid = {"grid_size": 16}
@@ -66,7 +66,7 @@ def setups(kills: int, work: Path) -> dict[str, Setup]:
         "patience": 20,
     }
     dqn_every = 50
-    dqn_budget = dqn_every * (2 * kills + 4)
+    dqn_budget = dqn_every * (3 * kills + 3)
     dqn = {
         "device": "cpu",
         "total_steps": dqn_budget,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import subprocess
 import sys
 import traceback
@@ -29,6 +30,7 @@ class Forker:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.process: subprocess.Popen[str] | None = None
+        self.status: int | None = None  # the last child's exit status, once read
 
     def __enter__(self) -> Forker:
         self.process = subprocess.Popen(
@@ -50,11 +52,21 @@ class Forker:
         """Fork a child that runs `call(*args)` with its output in `log`; its pid."""
         assert self.process is not None and self.process.stdin is not None
         self.process.stdin.write(json.dumps({"call": call, "args": args, "log": str(log)}) + "\n")
+        self.status = None
         return int(self._read()["pid"])
+
+    def poll(self) -> int | None:
+        """The last child's exit status if it is gone, else None; never blocks."""
+        assert self.process is not None and self.process.stdout is not None
+        if self.status is None and select.select([self.process.stdout], [], [], 0)[0]:
+            self.status = int(self._read()["status"])
+        return self.status
 
     def wait(self) -> int:
         """Block until the last child started is gone; its exit status (negative: the signal that ended it)."""
-        return int(self._read()["status"])
+        if self.status is None:
+            self.status = int(self._read()["status"])
+        return self.status
 
     def _read(self) -> dict[str, Any]:
         assert self.process is not None and self.process.stdout is not None
