@@ -34,11 +34,13 @@ class ImageTrainer(Trainer):
 
     unit = "batch"
 
-    def __init__(self, images: Tensor, labels: Tensor, batch_size: int, epochs: int, max_steps: int | None) -> None:
+    def __init__(
+        self, images: Tensor, labels: Tensor, batch_size: int, epochs: int, max_steps: int | None, log_every: int = 50
+    ) -> None:
         n = images.shape[0]
         if batch_size > n:
             raise ValueError(f"batch_size={batch_size} exceeds the {n} training images; lower batch_size")
-        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.images, self.labels, self.batch_size, self.log_every = images, labels, batch_size, log_every
         self.per_epoch = batches_per_epoch(n, batch_size)
         self.budget = total_steps(n, batch_size, epochs, max_steps)
         self.steps, self.epoch, self.batch = 0, 1, 0

@@ -28,6 +28,7 @@ class ImageConfig(TrainConfig):
     epochs: int = Field(20, gt=0, description="Passes over the training images.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many batches (tests, quick runs).")
     batch_size: int = Field(128, gt=0, description="Images per training batch.")
+    log_every: int = Field(50, gt=0, description="Log the means of the training statistics every N batches.")
     fid_samples: int = Field(10_000, gt=0, description="Generated images for FID-LeNet and the class histogram.")
     lenet_epochs: int = Field(20, gt=0, description="Epochs of the LeNet evaluator (trained once per dataset).")
 

@@ -21,6 +21,7 @@ from rlgen.tracking.store import client, experiment_id, tracking_uri, unreachabl
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
+RESUMED_TAG = "rlgen.resumed"  # how many times a run was reopened to go on
 MAX_PARAM_LENGTH = 6000
 
 
@@ -51,9 +52,9 @@ def run(
         mlflow.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         if heartbeat.CRASHED_TAG in found.data.tags:
             mlflow.delete_tag(run_id, heartbeat.CRASHED_TAG)
-        resumed = int(found.data.tags.get("rlgen.resumed", "0")) + 1
+        resumed = int(found.data.tags.get(RESUMED_TAG, "0")) + 1
         mlflow.log_batch(
-            run_id, tags=[RunTag("rlgen.resumed", str(resumed)), RunTag(heartbeat.HEARTBEAT_TAG, heartbeat.fresh())]
+            run_id, tags=[RunTag(RESUMED_TAG, str(resumed)), RunTag(heartbeat.HEARTBEAT_TAG, heartbeat.fresh())]
         )
         heartbeat.start(run_id)
     status = RunStatus.FAILED
@@ -116,9 +117,16 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """One batch of metrics at one step."""
-    now = int(time.time() * 1000)
-    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    """One batch of metrics at one step. On a resumed run, keys already stored at `step` are left alone: a run killed
+    after logging them (its summary, evaluation, data report) logs them again when it goes on."""
+    mlflow = client()
+    if RESUMED_TAG in mlflow.get_run(run_id).data.tags:
+        metrics = {
+            k: v for k, v in metrics.items() if all(m.step != step for m in mlflow.get_metric_history(run_id, k))
+        }
+    if metrics:
+        now = int(time.time() * 1000)
+        mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
 def last_metric_steps(run_id: str) -> dict[str, int]:

@@ -56,7 +56,9 @@ class CoopTrainer(ImageTrainer):
         descriptor: nn.Module,
         device: torch.device,
     ) -> None:
-        super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
+        super().__init__(
+            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+        )
         self.name, self.cfg, self.device = cfg.registered_name, cfg, device
         self.generator, self.descriptor = generator, descriptor
         self.opt_d, self.opt_g = adam(descriptor, cfg.descriptor_lr), adam(generator, cfg.generator_lr)

@@ -45,7 +45,9 @@ class DescriptorTrainer(ImageTrainer):
     def __init__(
         self, cfg: DescriptorConfig, data: dict[str, Tensor], descriptor: nn.Module, device: torch.device
     ) -> None:
-        super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
+        super().__init__(
+            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+        )
         self.name, self.cfg, self.descriptor = cfg.registered_name, cfg, descriptor
         self.optimizer = adam(descriptor, cfg.descriptor_lr)
         self.mean_image = gan.from_unit(data["train_images"].float().mean(0) / 255.0)  # (1, 28, 28) in [-1, 1]

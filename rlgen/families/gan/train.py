@@ -48,7 +48,9 @@ class GANTrainer(ImageTrainer):
         discriminator: gan.Discriminator,
         device: torch.device,
     ) -> None:
-        super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
+        super().__init__(
+            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+        )
         self.name, self.cfg, self.generator, self.discriminator = cfg.registered_name, cfg, generator, discriminator
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))

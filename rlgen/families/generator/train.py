@@ -48,7 +48,12 @@ class GeneratorTrainer(ImageTrainer):
         n = data["train_images"].shape[0]
         # the loop hands each step the batch's "labels": here the images' row numbers, to look up their z
         super().__init__(
-            data["train_images"], torch.arange(n, device=device), cfg.batch_size, cfg.epochs, cfg.max_steps
+            data["train_images"],
+            torch.arange(n, device=device),
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.max_steps,
+            cfg.log_every,
         )
         self.name, self.cfg, self.generator, self.device = cfg.registered_name, cfg, generator, device
         self.optimizer = adam(generator, cfg.generator_lr)

@@ -43,7 +43,9 @@ class VAETrainer(ImageTrainer):
     shown = ("train/loss", "val/neg_elbo")
 
     def __init__(self, cfg: VAEConfig, data: dict[str, Tensor], model: vae.AnyVAE, device: torch.device) -> None:
-        super().__init__(data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps)
+        super().__init__(
+            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+        )
         self.name, self.cfg, self.model, self.device = cfg.registered_name, cfg, model, device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
         self.val_images, self.val_labels = data["val_images"], data["val_labels"]
