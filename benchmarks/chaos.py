@@ -1,9 +1,6 @@
-"""`python -m benchmarks.chaos`: kill -9 each family's training at seeded random steps, resume it through the CLI every
-time, and compare the result with an uninterrupted run (benchmarks/results/chaos.json, the figure in
-docs/operations.md).
-
-    python -m benchmarks.chaos                    # every registered family, 10 kills each, fresh `rlgen` processes
-    python -m benchmarks.chaos --kills 5 --only vae lm
+"""The chaos harness: kill -9 each family's training at seeded random steps, resume it every time, and compare the
+result with an uninterrupted run. tests/test_chaos.py drives it (a command line of its own, writing a results file for
+the docs, is not written yet).
 
 A kill waits until the training has written a checkpoint at or past a seeded random step, then lands at a seeded
 random moment within the next checkpoint interval: mid-step, mid-checkpoint, mid-metric-flush. The resumed run's
