@@ -273,7 +273,7 @@ def dqn_options(results: Results) -> Table | None:
             f"{v['solved']}/{v['seeds']}",
             v["median_steps"],
             f"{v['min_steps']}-{v['max_steps']}",
-            v["false_solves"],
+            str(v["false_solves"]),
             f"{v['median_seconds']:.1f} s",
         ]
         for name, v in variants.items()
@@ -411,7 +411,7 @@ BLOCKS: dict[str, Block] = {
     "pipeline-branches": Block(("pipeline.json",), "python -m benchmarks.pipeline", pipeline_branches),
     "dqn-cartpole": Block(("dqn_cartpole.json",), "python -m benchmarks.dqn_cartpole", dqn_cartpole),
     "dqn-report": Block(("dqn_report.json",), "python -m benchmarks.dqn_options --variants default zoo", dqn_options),
-    "dqn-options": Block(("dqn_options.json",), "python -m benchmarks.dqn_options", dqn_options),
+    "dqn-options": Block(("dqn_options*.json",), "python -m benchmarks.dqn_options", dqn_options),
     "dqn-pixels": Block(("dqn_pixels.json",), "python -m benchmarks.dqn_pixels", dqn_pixels),
     "image-quality": Block(("image_quality.json",), "python -m benchmarks.image_quality", image_quality),
     "image-speed": Block(("image_speed.json",), "python -m benchmarks.image_speed", image_speed),
