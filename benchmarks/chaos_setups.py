@@ -82,6 +82,7 @@ def setups(kills: int, work: Path) -> dict[str, Setup]:
         "target_update_every": 50,
         "checkpoint_every": dqn_every,
         "checkpoint_replay": True,
+        "n_step": 1,  # one transition stored per step: n-step returns hold the last n - 1 back
         "stop_when_solved": False,
     }
     return {

@@ -79,7 +79,8 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_run_resumes(
         in message
     )
     assert load_checkpoint(path)["step"] == 200
-    assert sorted(p.name for p in path.parent.iterdir()) == ["train.pt"]  # no half-written temporary file left
+    # no half-written temporary file left: the checkpoint, the run's lock and its metric journal only
+    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", "metrics.jsonl", "train.pt"]
 
     filled[0].unlink()
     monkeypatch.setattr(_Checkpoint, "due", original)

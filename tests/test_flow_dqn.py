@@ -66,7 +66,7 @@ def test_run_dqn_records_everything_and_play_uses_the_export(
     # params: the full validated config, on both runs
     for run in (parent, child):
         assert run.data.params["total_steps"] == "600" and run.data.params["env_id"] == "CartPole-v1"
-        assert run.data.params["double_dqn"] == "false"
+        assert run.data.params["double_dqn"] == "true"
 
     # metrics with their steps
     returns = mlflow_client.get_metric_history(child.info.run_id, "rl/episodic_return")

@@ -132,8 +132,11 @@ def served(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])  # MLflow runs `uvicorn`
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri, "PATH": path}
     try:
-        for key in ("dqn", "gan", "descriptor", "lm"):
-            name, port = store.names[key], free_port()
+        ports: set[int] = set()
+        while len(ports) < 4:  # free_port() may hand out one port twice before a server binds it
+            ports.add(free_port())
+        for key, port in zip(("dqn", "gan", "descriptor", "lm"), sorted(ports), strict=True):
+            name = store.names[key]
             log = logs / f"{name}.log"
             mlflow = str(Path(sys.executable).with_name("mlflow"))
             command = [mlflow, "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local",

@@ -223,6 +223,7 @@ def test_dqn_resumes_with_its_counters_replay_memory_and_history(store: Path, mo
         target_update_every=100,
         checkpoint_every=300,
         checkpoint_replay=True,
+        n_step=1,  # one transition stored per step (n-step returns hold the last n - 1 back)
     )
     spec = steps.prepare(cfg)
     original = _Checkpoint.due

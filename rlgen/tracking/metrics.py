@@ -80,7 +80,12 @@ class MetricLogger:
         the store does not take it."""
         self._stop.set()
         self._thread.join(timeout=5 * self.flush_every + 10)  # it may be stuck in MLflow's retries: do not wait
-        self._spill()
+        try:
+            self._spill()
+        except OSError as err:  # a full disk: the rows still queued are lost with this process
+            if strict:
+                raise
+            log.warning("the metric journal %s could not be written (%s)", self.journal.path, err)
         self._deliver(wait=True)
         left = len(self.journal.unsent()[0])
         if not left:

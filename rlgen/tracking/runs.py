@@ -117,16 +117,9 @@ def log_params(run_id: str, params: dict[str, Any]) -> None:
 
 
 def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    """One batch of metrics at one step. On a resumed run, keys already stored at `step` are left alone: a run killed
-    after logging them (its summary, evaluation, data report) logs them again when it goes on."""
-    mlflow = client()
-    if RESUMED_TAG in mlflow.get_run(run_id).data.tags:
-        metrics = {
-            k: v for k, v in metrics.items() if all(m.step != step for m in mlflow.get_metric_history(run_id, k))
-        }
-    if metrics:
-        now = int(time.time() * 1000)
-        mlflow.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+    """One batch of metrics at one step."""
+    now = int(time.time() * 1000)
+    client().log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
 
 def last_metric_steps(run_id: str) -> dict[str, int]:

@@ -123,7 +123,6 @@ class _Checkpoint:
                 raise NonFiniteParameters(
                     f"{self.trainer.name}: the parameters of {key!r} are not finite at step {step}"
                 )
-        flush()
         payload = {
             "run_id": self.run_id,
             "step": step,
@@ -133,12 +132,15 @@ class _Checkpoint:
             "driver": means.state(),
         }
         try:
+            flush()  # the metric journal lives beside the checkpoint: a full disk stops it first
             save_checkpoint(self.path, payload)
         except OSError as err:
             kept = f"step {self.last_step}, still valid, at {self.path}" if self.last_step is not None else "none yet"
+            reason = str(err.strerror or err)
+            reason = reason[:1].lower() + reason[1:]
             raise CheckpointWriteError(
                 f"{self.trainer.name}: the checkpoint of step {step} could not be written to {self.path.parent} "
-                f"({err.strerror or err}); the previous checkpoint ({kept}) is untouched and the run can go on from "
+                f"({reason}); the previous checkpoint ({kept}) is untouched and the run can go on from "
                 f"it. Fix: free space there (or set RLGEN_CHECKPOINT_DIR to a roomier disk), then "
                 f"`rlgen run FAMILY --resume {self.run_id}`."
             ) from err
