@@ -103,6 +103,19 @@ def model_versions(name: str) -> list[MlflowModelVersion]:
     return list(client().search_model_versions(f"name='{name}'"))
 
 
+def _version(name: str, alias: str, number: str) -> MlflowModelVersion:
+    """NAME@ALIAS, NAME/VERSION, or NAME's champion (else its latest); MlflowException or ValueError if none."""
+    mlflow = client()
+    if alias:
+        return mlflow.get_model_version_by_alias(name, alias)
+    if number:
+        return mlflow.get_model_version(name, number)
+    model = mlflow.get_registered_model(name)
+    if "champion" in (model.aliases or {}):
+        return mlflow.get_model_version(name, model.aliases["champion"])
+    return max(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+
+
 def resolve_model(reference: str) -> tuple[str, str | None]:
     """(run_id, artifact_path) of a model given as NAME, NAME@ALIAS, NAME/VERSION or a run id.
 
@@ -113,16 +126,7 @@ def resolve_model(reference: str) -> tuple[str, str | None]:
     name, _, alias = reference.partition("@")
     name, _, number = name.partition("/")
     try:
-        if alias:
-            version = mlflow.get_model_version_by_alias(name, alias)
-        elif number:
-            version = mlflow.get_model_version(name, number)
-        else:
-            model = mlflow.get_registered_model(name)
-            if "champion" in (model.aliases or {}):
-                version = mlflow.get_model_version(name, model.aliases["champion"])
-            else:
-                version = max(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        version = _version(name, alias, number)
         if version.run_id is None:
             raise LookupError(f"{name} version {version.version} has no run: it was not registered by rlgen")
         run_root = str(mlflow.get_run(version.run_id).info.artifact_uri).rstrip("/") + "/"
@@ -157,16 +161,7 @@ def model_uri(reference: str) -> str | None:
     name, _, alias = reference.partition("@")
     name, _, number = name.partition("/")
     try:
-        if alias:
-            version = mlflow.get_model_version_by_alias(name, alias)
-        elif number:
-            version = mlflow.get_model_version(name, number)
-        else:
-            model = mlflow.get_registered_model(name)
-            if "champion" in (model.aliases or {}):
-                version = mlflow.get_model_version(name, model.aliases["champion"])
-            else:
-                version = max(mlflow.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+        version = _version(name, alias, number)
         return f"models:/{name}/{version.version}" if str(version.source).startswith("models:/") else None
     except (MlflowException, ValueError):
         pass
