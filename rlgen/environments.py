@@ -40,22 +40,42 @@ class EnvConfig(Protocol):
     @property
     def pixel_width(self) -> int: ...
     @property
+    def pixel_top(self) -> float | None: ...
+    @property
+    def pixel_bottom(self) -> float | None: ...
+    @property
     def solve_threshold(self) -> float | None: ...
 
 
 class PixelObservation(gym.ObservationWrapper):
-    """Replace the observation with the rendered frame, grey and area-downsampled to (H, W) uint8."""
+    """Replace the observation with the rendered frame: grey, cut to a band of rows, area-downsampled to (H, W)."""
 
-    def __init__(self, env: gym.Env, height: int, width: int) -> None:
+    def __init__(self, env: gym.Env, height: int, width: int, rows: tuple[float, float] = (0.0, 1.0)) -> None:
         super().__init__(env)
-        self.size = (height, width)
+        self.size, self.rows = (height, width), rows
         self.observation_space = gym.spaces.Box(0, 255, shape=(height, width), dtype=np.uint8)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        frame = torch.from_numpy(np.ascontiguousarray(self.env.render())).float()  # (H0, W0, 3)
-        grey = frame.mean(dim=2)[None, None]  # (1, 1, H0, W0)
-        small = F.interpolate(grey, size=self.size, mode="area")[0, 0]
-        return small.round().clamp(0, 255).to(torch.uint8).numpy()
+        frame = self.env.render()  # (H0, W0, 3) uint8
+        assert isinstance(frame, np.ndarray), "render_mode is rgb_array"
+        top, bottom = (round(fraction * frame.shape[0]) for fraction in self.rows)
+        return downsample(frame[top:bottom], self.size)
+
+
+def downsample(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An RGB uint8 frame (H0, W0, 3) as grey (the channels' mean) averaged over areas to `size`, uint8.
+
+    When the sizes divide (CartPole's 600 columns to 60), one reshape and an integer sum, four times faster than
+    torch's area interpolation, which handles the rest.
+    """
+    (h0, w0, channels), (h, w) = frame.shape, size
+    if h0 % h == 0 and w0 % w == 0:
+        n = (h0 // h) * (w0 // w) * channels
+        total = frame.reshape(h, h0 // h, w, w0 // w, channels).sum(axis=(1, 3, 4), dtype=np.uint32)
+        return ((total + n // 2) // n).astype(np.uint8)
+    grey = torch.from_numpy(np.ascontiguousarray(frame)).float().mean(dim=2)[None, None]  # (1, 1, H0, W0)
+    small = F.interpolate(grey, size=size, mode="area")[0, 0]
+    return small.round().clamp(0, 255).to(torch.uint8).numpy()
 
 
 def episode_seeds(cfg: EnvConfig, purpose: str, n: int) -> list[int]:
@@ -64,12 +84,20 @@ def episode_seeds(cfg: EnvConfig, purpose: str, n: int) -> list[int]:
     return [offset + cfg.seed * 10**4 + i for i in range(n)]
 
 
-def make_env(env_id: str, obs_mode: str = "state", frame_stack: int = 2, height: int = 40, width: int = 60) -> gym.Env:
-    """One environment, observing state vectors or stacks of downsampled frames."""
+def make_env(
+    env_id: str,
+    obs_mode: str = "state",
+    frame_stack: int = 2,
+    height: int = 40,
+    width: int = 60,
+    rows: tuple[float, float] = (0.0, 1.0),
+) -> gym.Env:
+    """One environment, observing state vectors or stacks of downsampled frames (a band of `rows`, as fractions of
+    the frame's height; policies exported before rows existed saw whole frames)."""
     if obs_mode == "state":
         return gym.make(env_id)
     env = gym.make(env_id, render_mode="rgb_array")
-    env = PixelObservation(env, height, width)
+    env = PixelObservation(env, height, width, (float(rows[0]), float(rows[1])))
     return gym.wrappers.FrameStackObservation(env, frame_stack)  # (K, H, W)
 
 
@@ -92,6 +120,7 @@ def env_settings(cfg: EnvConfig) -> dict[str, Any]:
         "frame_stack": cfg.frame_stack,
         "height": cfg.pixel_height,
         "width": cfg.pixel_width,
+        "rows": (cfg.pixel_top or 0.0, 1.0 if cfg.pixel_bottom is None else cfg.pixel_bottom),
     }
 
 
