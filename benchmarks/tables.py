@@ -261,7 +261,7 @@ def dqn_note(results: Results) -> str:
 
 
 def dqn_options(results: Results) -> Table | None:
-    """Steps to solve per option: each variant is the default config plus its overrides."""
+    """Steps to solve per option: each variant is the reference config plus its overrides; `default` is rlgen's."""
     variants = results.data.get("variants", {})
     if not variants:
         return None
@@ -269,7 +269,8 @@ def dqn_options(results: Results) -> Table | None:
     body = [
         [
             name,
-            ", ".join(f"{k}={v}" for k, v in v["overrides"].items()) or "(the default config)",
+            ", ".join(f"{k}={v}" for k, v in v["overrides"].items())
+            or ("(rlgen's defaults)" if name == "default" else "(the reference config)"),
             f"{v['solved']}/{v['seeds']}",
             v["median_steps"],
             f"{v['min_steps']}-{v['max_steps']}",
@@ -410,7 +411,11 @@ BLOCKS: dict[str, Block] = {
     "pipeline-concurrency": Block(("pipeline.json",), "python -m benchmarks.pipeline", pipeline_concurrency),
     "pipeline-branches": Block(("pipeline.json",), "python -m benchmarks.pipeline", pipeline_branches),
     "dqn-cartpole": Block(("dqn_cartpole.json",), "python -m benchmarks.dqn_cartpole", dqn_cartpole),
-    "dqn-report": Block(("dqn_report.json",), "python -m benchmarks.dqn_options --variants default zoo", dqn_options),
+    "dqn-report": Block(
+        ("dqn_report.json",),
+        "python -m benchmarks.dqn_options --variants default zoo zoo+confirm --seeds 1 2 3 4 5 6 7 8 9 10 --out dqn_report.json",
+        dqn_options,
+    ),
     "dqn-options": Block(("dqn_options*.json",), "python -m benchmarks.dqn_options", dqn_options),
     "dqn-pixels": Block(("dqn_pixels.json",), "python -m benchmarks.dqn_pixels", dqn_pixels),
     "image-quality": Block(("image_quality.json",), "python -m benchmarks.image_quality", image_quality),
