@@ -44,7 +44,11 @@ def weights_init(m: nn.Module) -> None:
 class Generator(nn.Module):
     """z (B, latent_dim) [+ label] -> linear to 7x7 -> convT 14x14 -> convT 28x28, tanh output in [-1, 1]."""
 
-    def __init__(self, latent_dim: int = 100, channels: int = 64, n_classes: int = 0) -> None:
+    def __init__(
+        self, latent_dim: int = 100, channels: int = 64, n_classes: int = 0, project_norm: bool = True
+    ) -> None:
+        """`project_norm=False` leaves batch norm out of the first layer, so that g sees the scale of z: with it, g is
+        blind to a batch's scale and shift of z (what models/langevin.py's inference of z needs to know)."""
         super().__init__()
         self.latent_dim = latent_dim
         self.n_classes = n_classes
@@ -52,11 +56,9 @@ class Generator(nn.Module):
         self.channels = channels
         self.embed = nn.Embedding(n_classes, n_classes) if n_classes > 0 else None
         c = channels
-        self.project = nn.Sequential(  # batch norm in every hidden layer (DCGAN guideline)
-            nn.Linear(latent_dim + n_classes, 2 * c * 7 * 7, bias=False),
-            nn.BatchNorm1d(2 * c * 7 * 7),
-            nn.ReLU(),
-        )
+        linear = nn.Linear(latent_dim + n_classes, 2 * c * 7 * 7, bias=not project_norm)
+        norm = [nn.BatchNorm1d(2 * c * 7 * 7)] if project_norm else []
+        self.project = nn.Sequential(linear, *norm, nn.ReLU())  # batch norm in every hidden layer (DCGAN guideline)
         self.upsample = nn.Sequential(
             nn.ConvTranspose2d(2 * c, c, 4, stride=2, padding=1, bias=False),  # (B, c, 14, 14)
             nn.BatchNorm2d(c),
@@ -65,6 +67,8 @@ class Generator(nn.Module):
             nn.Tanh(),
         )
         self.apply(weights_init)
+        if not project_norm:  # N(0, 0.02) weights expect a batch norm to rescale; without one, PyTorch's own init
+            linear.reset_parameters()
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """Images (B, 1, 28, 28) in [-1, 1]; y (B,) int64 is required when conditional, else ignored."""

@@ -137,18 +137,20 @@ def mean_image_chains(mean_image: Tensor, n: int) -> Tensor:
 
 
 def descriptor_step(
-    descriptor: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, synth: Tensor
+    descriptor: nn.Module, optimizer: torch.optim.Optimizer, real: Tensor, synth: Tensor, energy_penalty: float = 0.0
 ) -> dict[str, Tensor]:
     """Raise f on real images (in [0, 1]) and lower it on synthesized ones (in [-1, 1]).
 
     The loss mean f(synth) - mean f(real) is the negative of the log-likelihood gradient's surrogate
     (Xie et al. 2016, eq. 7); it goes negative once f separates data from the chains' output, as expected.
+    `energy_penalty` adds alpha * mean(f(real)^2 + f(synth)^2), which keeps the scores near 0 (Du & Mordatch 2019).
     """
     f_real = descriptor(from_unit(real))  # (B,)
     f_synth = descriptor(synth)  # (B,)
     gap = f_synth.mean() - f_real.mean()
+    loss = gap + energy_penalty * (f_real.pow(2).mean() + f_synth.pow(2).mean()) if energy_penalty else gap
     optimizer.zero_grad(set_to_none=True)
-    gap.backward()
+    loss.backward()
     optimizer.step()
     return {
         "train/f_real": f_real.detach().mean(),

@@ -71,6 +71,7 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen, store: Path, 
         assert "evaluation/reconstructions.png" in artifacts and 0 < metrics["eval/recon_mse"] < 0.5
     if family == "coop":
         assert metrics["eval/revised_fid_lenet"] > 0 and "evaluation/revised_samples.png" in artifacts
+        assert metrics["train/revision_mse"] > 0  # the revision moved the proposals
 
     if family == "descriptor":
         digit = np.asarray(

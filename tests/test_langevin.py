@@ -161,3 +161,44 @@ def test_exported_energy_and_generator_match_eager(tmp_path: Path) -> None:
         images = export(z, y)
     path = script_module(export, tmp_path / "generator.pt", {"module": "generator"})
     assert check_parity(path, (z, y), {"forward": images})["forward"].max_abs_diff <= 1e-5
+
+
+def likelihood_gradient(generator: nn.Module, z: Tensor, x: Tensor) -> Tensor:
+    z = z.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(-(x - generator(z)).pow(2).sum() / (2 * 0.3**2), z)
+    return grad
+
+
+def test_batch_norm_after_the_first_layer_hides_the_scale_of_the_latents() -> None:
+    """Why the inferred latents drift from the prior: with batch norm after g's first layer, g in training mode
+    gives the same images for a batch of z scaled or shifted as a whole, so the likelihood's gradient has no
+    component along the batch's scale or shift. Every Langevin step along it then lengthens z (a step tangent to a
+    sphere leaves it), and only the prior term, (d^2 / 2) z a step, pulls back. Without that batch norm, g sees
+    the scale, and the likelihood holds it too."""
+    torch.manual_seed(0)
+    z, x = torch.randn(64, 8), torch.rand(64, 1, 28, 28) * 2 - 1
+    blind = gan.Generator(8, 8).train()
+    torch.testing.assert_close(blind(z * 1.7 + 0.4), blind(z), atol=2e-3, rtol=0)  # up to batch norm's epsilon
+    grad = likelihood_gradient(blind, z, x)
+    assert abs(float((grad * z).sum() / (grad.norm() * z.norm()))) < 1e-4  # cosine with the batch's scale direction
+    assert float(grad.sum(dim=0).norm() / grad.norm()) < 1e-5  # and none along its shift
+    seeing = gan.Generator(8, 8, project_norm=False).train()
+    assert float((seeing(z * 1.7 + 0.4) - seeing(z)).abs().max()) > 0.05
+    assert float(likelihood_gradient(seeing, z, x).sum(dim=0).norm() / grad.norm()) > 0.1
+
+
+def test_the_energy_penalty_pulls_the_scores_towards_zero() -> None:
+    torch.manual_seed(0)
+    real, synth = torch.rand(16, 1, 28, 28), torch.rand(16, 1, 28, 28) * 2 - 1
+    scores = {}
+    for alpha in (0.0, 1.0):
+        torch.manual_seed(1)
+        descriptor = langevin.Descriptor(8)
+        with torch.no_grad():  # scores far from 0, as a drifting descriptor's
+            descriptor(synth)
+            list(descriptor.parameters())[-1].add_(5.0)
+        optimizer = torch.optim.SGD(descriptor.parameters(), lr=1e-2)
+        for _ in range(20):
+            stats = langevin.descriptor_step(descriptor, optimizer, real, synth, energy_penalty=alpha)
+        scores[alpha] = float(stats["train/f_real"].abs() + stats["train/f_synth"].abs())
+    assert scores[1.0] < 0.5 * scores[0.0], scores

@@ -31,6 +31,9 @@ class DescriptorKeys(BaseModel):
     )
     descriptor_lr: float = Field(1e-3, gt=0.0, description="Adam learning rate of the descriptor (beta1 0.5).")
     descriptor_channels: int = Field(16, gt=0, description="Width of the descriptor ConvNet's first layer.")
+    energy_penalty: float = Field(
+        0.0, ge=0.0, description="Weight alpha of alpha * mean(f(real)^2 + f(synth)^2) in the descriptor's loss."
+    )
 
 
 class GeneratorKeys(BaseModel):
@@ -42,6 +45,11 @@ class GeneratorKeys(BaseModel):
     infer_steps: int = Field(10, ge=0, le=1000, description="Langevin steps on z per training iteration.")
     generator_lr: float = Field(1e-3, gt=0.0, description="Adam learning rate of the generator.")
     generator_channels: int = Field(32, gt=0, description="Width of the generator's last hidden layer.")
+    project_norm: bool = Field(
+        True,
+        description="Batch norm after the generator's first layer (DCGAN's); it hides the scale of a batch of z "
+        "from g, so only the prior term holds the inferred latents' scale (docs/models/langevin.md).",
+    )
 
 
 class LangevinConfig(ImageConfig):

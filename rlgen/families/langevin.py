@@ -53,6 +53,8 @@ class Inference(Protocol):
     @property
     def generator_channels(self) -> int: ...
     @property
+    def project_norm(self) -> bool: ...
+    @property
     def infer_step(self) -> float: ...
     @property
     def gen_sigma(self) -> float: ...
@@ -66,7 +68,7 @@ def build_descriptor(cfg: Chains) -> langevin.Descriptor:
 
 def build_generator(cfg: Inference) -> gan.Generator:
     """The DCGAN generator architecture (tanh output in [-1, 1]), unconditional."""
-    return gan.Generator(cfg.latent_dim, cfg.generator_channels)
+    return gan.Generator(cfg.latent_dim, cfg.generator_channels, project_norm=cfg.project_norm)
 
 
 def adam(module: nn.Module, lr: float) -> torch.optim.Adam:

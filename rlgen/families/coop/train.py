@@ -71,7 +71,9 @@ class CoopTrainer(ImageTrainer):
         revised, _ = synthesize(self.cfg, self.descriptor, proposed)
         if self.cfg.infer_steps:
             z = infer(self.cfg, self.generator, z, revised, self.cfg.infer_steps)
-        stats = langevin.descriptor_step(self.descriptor, self.opt_d, x, revised)
+        stats = langevin.descriptor_step(self.descriptor, self.opt_d, x, revised, self.cfg.energy_penalty)
+        # how far the revision moved the proposals, per pixel in [0, 1] units: near 0, the descriptor teaches nothing
+        stats["train/revision_mse"] = (revised - proposed).pow(2).mean() / 4.0
         return stats | langevin.generator_step(self.generator, self.opt_g, z, revised, self.cfg.gen_sigma)
 
     def end_of_epoch(self, epoch: int) -> Report:
@@ -99,7 +101,12 @@ def trainer(
 
 
 def curves(history: dict[str, Series]) -> Panels:
-    fit = {"generator's fit to the revised images (per pixel)": {"mse": history.get("train/recon_mse", [])}}
+    fit = {
+        "per pixel: the generator's fit to the revised images, and the revision's move": {
+            "fit mse": history.get("train/recon_mse", []),
+            "revision mse": history.get("train/revision_mse", []),
+        }
+    }
     return score_curves(history) | fit
 
 

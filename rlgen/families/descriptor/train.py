@@ -58,7 +58,7 @@ class DescriptorTrainer(ImageTrainer):
         x0, slots = self.starts.draw(len(x))
         synth, _ = synthesize(self.cfg, self.descriptor, x0)
         self.starts.keep(slots, synth)
-        return langevin.descriptor_step(self.descriptor, self.optimizer, x, synth)
+        return langevin.descriptor_step(self.descriptor, self.optimizer, x, synth, self.cfg.energy_penalty)
 
     def end_of_epoch(self, epoch: int) -> Report:
         synth, _ = synthesize(self.cfg, self.descriptor, self.grid_starts)
