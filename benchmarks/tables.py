@@ -392,6 +392,36 @@ def lm_note(results: Results) -> str:
     )
 
 
+def at(rows: dict[int, dict[str, Any]], epoch: int, key: str) -> str:
+    """The figure `key` of epoch `epoch`, or a dash."""
+    return fmt(rows[epoch][key]) if epoch in rows and key in rows[epoch] else "-"
+
+
+def langevin_study(results: Results) -> Table | None:
+    """Per variant: val FID-LeNet and the latents' std at epochs 8, 16 and 32 (where trained), and the best epoch."""
+    runs = results.data.get("runs", [])
+    if not runs:
+        return None
+    marks = (8, 16, 32)
+    header = ["run", "settings", *(f"val FID @{e}" for e in marks), "best epoch (FID)", *(f"z std @{e}" for e in marks)]
+    body = []
+    for run in runs:
+        rows = {r["epoch"]: r for r in run["rows"]}
+        scored = [r for r in run["rows"] if "val/fid_lenet" in r]
+        best = min(scored, key=lambda r: r["val/fid_lenet"]) if scored else None
+
+        body.append(
+            [
+                run["name"],
+                ", ".join(s for s in run["sets"] if not s.startswith("epochs=")) or "(defaults)",
+                *(at(rows, e, "val/fid_lenet") for e in marks),
+                f"{best['epoch']} ({fmt(best['val/fid_lenet'])})" if best else "-",
+                *(at(rows, e, "train/latent_std") for e in marks),
+            ]
+        )
+    return table(header, body, right=range(2, 2 + 2 * len(marks) + 1))
+
+
 def serving(results: Results) -> Table | None:
     return figure_table(results.data["figures"], with_benchmark=False)
 
@@ -413,7 +443,8 @@ BLOCKS: dict[str, Block] = {
     "dqn-cartpole": Block(("dqn_cartpole.json",), "python -m benchmarks.dqn_cartpole", dqn_cartpole),
     "dqn-report": Block(
         ("dqn_report.json",),
-        "python -m benchmarks.dqn_options --variants default zoo zoo+confirm --seeds 1 2 3 4 5 6 7 8 9 10 --out dqn_report.json",
+        "python -m benchmarks.dqn_options --variants default zoo zoo+confirm --seeds 1 2 3 4 5 6 7 8 9 10 "
+        "--out dqn_report.json",
         dqn_options,
     ),
     "dqn-options": Block(("dqn_options*.json",), "python -m benchmarks.dqn_options", dqn_options),
@@ -424,6 +455,11 @@ BLOCKS: dict[str, Block] = {
         ("image_quality.json",),
         "python -m benchmarks.image_quality --only descriptor generator coop",
         langevin_quality,
+    ),
+    "langevin-study": Block(
+        ("langevin_study.json",),
+        "python -m benchmarks.langevin_study train ... then score (its docstring)",
+        langevin_study,
     ),
     "lm-quality": Block(("lm.json", "lm-*.json"), "python -m benchmarks.lm", lm_quality),
     "serving": Block(("serving.json",), "python -m benchmarks.serving", serving),

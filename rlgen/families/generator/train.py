@@ -69,7 +69,12 @@ class GeneratorTrainer(ImageTrainer):
     def end_of_epoch(self, epoch: int) -> Report:
         with torch.no_grad():
             grid = gan.to_unit(self.generator(self.fixed_z))  # batch statistics of the prior batch (train mode)
-        return Report(grids={f"samples/epoch_{epoch:03d}.png": Grid(grid, nrow=8)})
+        # the inferred latents against the N(0, I) prior: std near 1 and means near 0 while they keep to it
+        drift = {
+            "train/latent_std": float(self.latents.std()),
+            "train/latent_mean_abs": float(self.latents.mean(0).abs().mean()),
+        }
+        return Report(metrics=drift, grids={f"samples/epoch_{epoch:03d}.png": Grid(grid, nrow=8)})
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator}
@@ -94,6 +99,10 @@ def curves(history: dict[str, Series]) -> Panels:
     return {
         "reconstruction (per pixel)": {"mse": history.get("train/recon_mse", [])},
         "generator loss": {"loss": history.get("train/g_loss", [])},
+        "inferred latents (prior: std 1, mean 0)": {
+            "std": history.get("train/latent_std", []),
+            "mean |mean|": history.get("train/latent_mean_abs", []),
+        },
     }
 
 
