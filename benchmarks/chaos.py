@@ -79,7 +79,8 @@ def train_segment(family: str, settings: dict[str, Any] | None, resume: str | No
     cfg = resume_target(config_cls, resume)[0] if resume else validate_config(config_cls, settings or {})
     prepared = steps.prepare(cfg)
     with tracked_run(cfg, cfg.registered_name, role="train", resume=resume) as run_id:
-        steps.train_model(cfg, prepared, run_id)
+        context = steps.context(cfg, prepared, run_id)  # as the flow: image models then score val/fid_lenet
+        steps.train_model(cfg, prepared, run_id, context=context)
     return 0
 
 

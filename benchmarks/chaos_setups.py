@@ -33,6 +33,7 @@ def _images(budget: int, every: int, **extra: Any) -> Setup:
         "log_every": 2,
         "checkpoint_every": every,
         "fid_samples": 100,
+        "val_fid_samples": 100,
         "lenet_epochs": 1,
     }
     return Setup(settings | extra, budget, every)

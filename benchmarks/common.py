@@ -132,10 +132,10 @@ class Training(NamedTuple):
         return Timing(len(durations), total, statistics.median(durations))
 
 
-def build_trainer(cfg: TrainConfig, prepared: Any) -> Training:
+def build_trainer(cfg: TrainConfig, prepared: Any, context: Any = None) -> Training:
     """`cfg`'s trainer on `prepared` data (rlgen.steps.prepare), built by rlgen.steps.build_trainer, as every training
-    run builds it."""
-    trainer, device = steps.build_trainer(cfg, prepared)
+    run builds it; with the flow's evaluation `context` (rlgen.steps.context), image trainers score val/fid_lenet."""
+    trainer, device = steps.build_trainer(cfg, prepared, context)
     return Training(trainer, device, cfg.amp)
 
 

@@ -365,6 +365,37 @@ def langevin_quality(results: Results) -> Table | None:
     return table(header, body, right=range(1, len(header)))
 
 
+def langevin_curves(results: Results) -> Table | None:
+    """Per model: the best and the last epoch's validation FID-LeNet (medians over seeds), the kept epochs."""
+    summary = results.data.get("summary", {})
+    if not summary:
+        return None
+    header = ["model", "epochs", "seeds", "best val FID-LeNet", "last epoch's val FID-LeNet", "kept epoch per seed"]
+    header += ["training time"]
+    body = [
+        [
+            name,
+            s["epochs"],
+            s["seeds"],
+            sig(s["best_val_fid_median"]),
+            sig(s["final_val_fid_median"]),
+            ", ".join(str(e) for e in s["kept_epochs"]),
+            minutes(s["train_seconds_median"]),
+        ]
+        for name, s in summary.items()
+    ]
+    figure = ROOT / "docs" / "figures" / "langevin_val_fid.png"
+    shown = Path(results.data.get("figure", "")).resolve() == figure and figure.is_file()
+    plot = ["", "![Validation FID-LeNet after each epoch](../figures/langevin_val_fid.png)"] if shown else []
+    return table(header, body, right=range(1, len(header))) + plot
+
+
+def langevin_curves_note(results: Results) -> str:
+    rows = results.data.get("rows", [])
+    samples = rows[0].get("val_fid_samples", "?") if rows else "?"
+    return f"; medians over seeds; {samples} prior samples per score against the validation split"
+
+
 def lm_quality(results: Results) -> Table | None:
     rows = {name: r for name, r in results.data.get("rows", {}).items() if "model" in r}
     if not rows:
@@ -431,6 +462,7 @@ NOTES: dict[Render, Callable[[Results], str]] = {
     dqn_cartpole: dqn_note,
     dqn_options: dqn_options_note,
     lm_quality: lm_note,
+    langevin_curves: langevin_curves_note,
 }
 
 BLOCKS: dict[str, Block] = {
@@ -461,6 +493,7 @@ BLOCKS: dict[str, Block] = {
         "python -m benchmarks.langevin_study train ... then score (its docstring)",
         langevin_study,
     ),
+    "langevin-curves": Block(("langevin_curves.json",), "python -m benchmarks.langevin_curves", langevin_curves),
     "lm-quality": Block(("lm.json", "lm-*.json"), "python -m benchmarks.lm", lm_quality),
     "serving": Block(("serving.json",), "python -m benchmarks.serving", serving),
 }

@@ -28,7 +28,7 @@ def recipe(config: TrainConfig, parent_run_id: str | None = None, resume_run_id:
         tasks.report_data_task(config, prepared, parent_id)
         context = tasks.context_task(config, prepared, parent_id)
         with tracked_run(config, name, parent_id, role="train", resume=resume_run_id) as run_id:
-            trained = tasks.with_retries(config)(config, prepared, run_id)
+            trained = tasks.with_retries(config)(config, prepared, run_id, context)
             metrics = tasks.evaluate_task(config, prepared, trained, context)
             model_uri = tasks.export_task(config, prepared, trained)
             version = tasks.register_task(config, run_id, model_uri, metrics)

@@ -71,3 +71,16 @@ def entropy(p: Tensor) -> float:
     """Shannon entropy -sum p log p in nats, with 0 log 0 = 0; log(n_classes) means every class equally often."""
     p = p.to(torch.float64)
     return -torch.special.xlogy(p, p).sum().item()
+
+
+class FIDJudge:
+    """FID-LeNet of generated images against fixed real images, whose statistics are computed once."""
+
+    def __init__(self, model: LeNet, real: Tensor) -> None:
+        self.model = model
+        self.real = feature_statistics(extract_features(model, real))  # mean (F,), covariance (F, F)
+
+    @torch.no_grad()
+    def __call__(self, fake: Tensor) -> float:
+        """FID-LeNet of images `fake` (N, 1, H, W) in [0, 1] against the real images."""
+        return frechet_distance(*feature_statistics(extract_features(self.model, fake)), *self.real)

@@ -128,8 +128,9 @@ class Implementation(Protocol):
     def build(self, cfg: Any, prepared: Any) -> dict[str, nn.Module]:
         """The family's networks, freshly initialised (on the CPU)."""
 
-    def trainer(self, cfg: Any, prepared: Any, modules: dict[str, nn.Module], device: Any) -> Trainer:
-        """A trainer over `modules` (already on `device`) for the run."""
+    def trainer(self, cfg: Any, prepared: Any, modules: dict[str, nn.Module], device: Any, context: Any) -> Trainer:
+        """A trainer over `modules` (already on `device`) for the run; `context` is the domain's (the image
+        models' LeNet evaluator, for their validation curve), or None outside a flow."""
 
     def evaluate(self, cfg: Any, prepared: Any, trained: Loaded, context: Any, run_id: str) -> dict[str, float]:
         """Evaluation metrics of the trained model; figures go to run `run_id`."""

@@ -50,27 +50,32 @@ def context(cfg: TrainConfig, prepared: Any, parent_id: str) -> Any:
     return family_of(cfg).impl().DOMAIN.context(cfg, prepared, parent_id)
 
 
-def build_trainer(cfg: TrainConfig, prepared: object) -> tuple[Trainer, torch.device]:
+def build_trainer(cfg: TrainConfig, prepared: object, context: Any = None) -> tuple[Trainer, torch.device]:
     """`cfg`'s trainer on `prepared` data, as every training run builds it: seeded, the family's networks on the
-    config's device, its trainer over them, compiled when the config says so (benchmarks step it the same way)."""
+    config's device, its trainer over them, compiled when the config says so (benchmarks step it the same way).
+    `context` is the domain's evaluation context (`context()`): with it image trainers score their validation
+    curve and keep the best epoch; without it (None) they keep the last."""
     impl = family_of(cfg).impl()
     seed_everything(cfg.seed)
     device = training_device(cfg)
     modules = {name: module.to(device) for name, module in impl.build(cfg, prepared).items()}
-    trainer = impl.trainer(cfg, prepared, modules, device)
+    trainer = impl.trainer(cfg, prepared, modules, device, context)
     if cfg.compile:
         compile_modules(*modules.values())
     return trainer, device
 
 
-def train_model(cfg: TrainConfig, prepared: object, run_id: str, stop: StopRequest | None = None) -> Trained:
-    """Train `cfg`'s model on `prepared` data under the driver, recording everything on MLflow run `run_id`.
+def train_model(
+    cfg: TrainConfig, prepared: object, run_id: str, stop: StopRequest | None = None, context: Any = None
+) -> Trained:
+    """Train `cfg`'s model on `prepared` data under the driver, recording everything on MLflow run `run_id`;
+    `context` as in `build_trainer` (the flow passes the evaluation context).
 
     A run with a resumable checkpoint goes on from it. The final weights go to `checkpoints/<family>.pt` in the
     run, with the learning curve and the train/* and perf/* summary.
     """
     family = family_of(cfg)
-    trainer, device = build_trainer(cfg, prepared)
+    trainer, device = build_trainer(cfg, prepared, context)
     modules = trainer.modules()
     counts = {name: sum(p.numel() for p in module.parameters()) for name, module in modules.items()}
     config = mask_secrets(cfg.model_dump())

@@ -55,9 +55,9 @@ def context_task(cfg: TrainConfig, prepared: Any, parent_id: str) -> Any:
 
 
 @task(name="train", task_run_name="train-{cfg.family}")
-def train_task(cfg: TrainConfig, prepared: Any, run_id: str) -> Trained:
+def train_task(cfg: TrainConfig, prepared: Any, run_id: str, context: Any = None) -> Trained:
     tag_task_run(run_id)
-    return steps.train_model(cfg, prepared, run_id)
+    return steps.train_model(cfg, prepared, run_id, context=context)
 
 
 def with_retries(cfg: TrainConfig) -> Task[..., Trained]:

@@ -64,3 +64,19 @@ def test_cli_refuses_bad_config_before_any_work(store: Path, args: list[str], me
     assert result.exit_code == 2
     assert message in result.stderr
     assert not store.exists()  # no store, no run: nothing was written
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"val_fid_every": 0}, r"keep=best_val_fid selects .* which val_fid_every=0 turns off; set keep=last"),
+        ({"keep": "first"}, r"keep: Input should be 'best_val_fid' or 'last'"),
+        ({"val_fid_samples": 1}, r"val_fid_samples: Input should be greater than or equal to 2"),
+    ],
+)
+def test_bad_validation_curve_settings_are_refused(values: dict, message: str) -> None:
+    from rlgen.families.gan import GANConfig
+
+    with pytest.raises(ConfigError, match=message):
+        validate_config(GANConfig, values)
+    assert validate_config(GANConfig, {"val_fid_every": 0, "keep": "last"}).val_fid_every == 0  # the curve off

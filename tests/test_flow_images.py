@@ -10,7 +10,15 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "raw"
-TINY = ["max_steps=12", "epochs=2", "batch_size=64", "fid_samples=300", "lenet_epochs=1", f"data_dir={MNIST}"]
+TINY = [
+    "max_steps=12",
+    "epochs=2",
+    "batch_size=64",
+    "fid_samples=300",
+    "val_fid_samples=100",
+    "lenet_epochs=1",
+    f"data_dir={MNIST}",
+]
 VARIANTS = [
     ("vae", "vae", ["iw_samples=5", "iw_images=20"]),
     ("vae", "conv-vae", ["iw_samples=5", "iw_images=20"]),
@@ -38,6 +46,8 @@ def test_image_flow_records_evaluates_exports_and_samples(
     metrics = run.data.metrics
     assert metrics["train/steps"] == 12 and metrics["perf/images_per_sec"] > 0
     assert metrics["eval/fid_lenet"] > metrics["eval/fid_lenet_floor"] >= 0
+    assert [m.step for m in client.get_metric_history(version.run_id, "val/fid_lenet")] == [12]  # the last batch
+    assert metrics["val/fid_lenet"] > 0 and metrics["train/kept_epoch"] == 1
     assert 0 <= metrics["eval/class_entropy"] <= 2.31  # at most log(10)
     assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/pt2_max_abs_diff"] <= 1e-5
     if family == "vae":
@@ -99,3 +109,94 @@ def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen, store: Pat
     )
     assert [r.info.status for r in runs] == ["FAILED"]
     assert not client.search_model_versions("name='vae-mnist'")  # nothing registered
+
+
+def image_families() -> list[str]:
+    from rlgen.domains import IMAGES
+    from rlgen.registry import FAMILIES
+
+    return [name for name, family in FAMILIES.items() if family.impl().DOMAIN is IMAGES]
+
+
+@pytest.mark.parametrize("family", image_families())
+def test_every_image_trainer_scores_the_validation_split_without_disturbing_training(store: Path, family: str) -> None:
+    """Given the flow's evaluator, each image family's trainer (every registered one) scores val/fid_lenet on the
+    validation split (never the test split); drawing the samples leaves weights, buffers and train mode as they were."""
+    import torch
+
+    from rlgen import steps, tracking
+    from rlgen.data.images import load_prepared
+    from rlgen.registry import FAMILIES
+
+    cfg = FAMILIES[family].config.model_validate({"data_dir": str(MNIST), "lenet_epochs": 1, "val_fid_samples": 64})
+    assert (cfg.val_fid_every, cfg.keep) == (1, "best_val_fid")  # the defaults: a curve every epoch, the best kept
+    prepared = steps.prepare(cfg)
+    with tracking.run("rlgen", "evaluator") as parent_id:
+        evaluator = steps.context(cfg, prepared, parent_id)
+    trainer, _ = steps.build_trainer(cfg, prepared, evaluator)
+    selection = trainer.selection  # type: ignore[attr-defined]
+    assert selection is not None and (selection.every, selection.samples, selection.keep_best) == (1, 64, True)
+    data = load_prepared(prepared.path)
+    val = data["val_images"][:64].float() / 255.0
+    assert selection.judge(val) < 1e-6  # the real statistics are the validation images' own ...
+    assert selection.judge(data["test_images"][:64].float() / 255.0) > 0  # ... not the test split's
+
+    before = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in trainer.modules().items()}
+    samples = trainer.prior_samples(16)  # type: ignore[attr-defined]
+    assert samples.shape == (16, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+    for key, module in trainer.modules().items():
+        assert module.training, key
+        for name, tensor in module.state_dict().items():
+            assert torch.equal(tensor, before[key][name]), (key, name)
+
+    unscored, _ = steps.build_trainer(cfg, prepared)  # outside a flow (no evaluator): no curve, the last weights
+    assert unscored.selection is None  # type: ignore[attr-defined]
+
+
+def test_val_fid_curve_is_logged_every_epoch_and_the_registered_weights_are_its_best(rlgen, store: Path) -> None:
+    """A 3-epoch DCGAN: val/fid_lenet after each epoch, finite; the registered checkpoint holds the weights of the
+    curve's minimum (train/kept_epoch is its argmin, and those weights score that minimum again)."""
+    import math
+
+    import torch
+
+    from models.image_trainer import Selection
+    from rlgen import steps, tracking
+    from rlgen.checkpoints.io import load_checkpoint
+    from rlgen.evaluation.images import EVALUATOR_CHECKPOINT, EvaluatorRef
+    from rlgen.families.gan import GANConfig
+
+    settings = {
+        "data_dir": str(MNIST),
+        "variant": "dcgan",
+        "epochs": 3,
+        "val_fraction": 0.45,  # 4,500 validation, 4,000 test and 1,500 training images: epochs of 15 batches
+        "test_fraction": 0.4,
+        "batch_size": 100,
+        "fid_samples": 300,
+        "lenet_epochs": 1,
+        "grid_size": 16,
+        "val_fid_samples": 300,
+    }
+    rlgen("run", "gan", *sets([f"{k}={v}" for k, v in settings.items()]))
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    (version,) = client.search_model_versions("name='dcgan-mnist'")
+    curve = sorted((m.step, m.value) for m in client.get_metric_history(version.run_id, "val/fid_lenet"))
+    assert [step for step, _ in curve] == [15, 30, 45] and all(math.isfinite(v) and v > 0 for _, v in curve)
+    metrics = client.get_run(version.run_id).data.metrics
+    best = min(range(3), key=lambda i: curve[i][1])
+    assert metrics["train/kept_epoch"] == best + 1 and metrics["val/fid_lenet_best"] == curve[best][1]
+
+    cfg = GANConfig(**settings)
+    prepared = steps.prepare(cfg)
+    (lenet,) = client.search_model_versions("name='lenet-mnist'")
+    evaluator = EvaluatorRef(lenet.run_id, EVALUATOR_CHECKPOINT, float("nan"), True)
+    trainer, _ = steps.build_trainer(cfg, prepared, evaluator)
+    kept = load_checkpoint(tracking.download(version.run_id, "checkpoints/gan.pt", store.parent / "kept"))
+    for name, module in trainer.modules().items():
+        module.load_state_dict(kept["modules"][name])
+    selection = trainer.selection  # type: ignore[attr-defined]
+    assert isinstance(selection, Selection)
+    torch.manual_seed(selection.seed)
+    rescored = selection.judge(trainer.prior_samples(selection.samples))  # type: ignore[attr-defined]
+    assert rescored == pytest.approx(curve[best][1], rel=1e-6)

@@ -16,6 +16,7 @@ TINY = [
     "epochs=2",
     "batch_size=32",
     "fid_samples=200",
+    "val_fid_samples=100",
     "lenet_epochs=1",
     "grid_size=16",
     f"data_dir={MNIST}",
@@ -43,6 +44,8 @@ def test_langevin_flow_records_evaluates_exports_and_serves(rlgen, store: Path, 
     metrics = run.data.metrics
     assert metrics["train/steps"] == 6 and metrics["perf/images_per_sec"] > 0
     assert metrics["eval/fid_lenet"] > metrics["eval/fid_lenet_floor"] >= 0
+    assert [m.step for m in client.get_metric_history(version.run_id, "val/fid_lenet")] == [6]  # the last batch
+    assert metrics["val/fid_lenet"] > 0 and metrics["train/kept_epoch"] == 1
     assert 0 <= metrics["eval/class_entropy"] <= 2.31 and 0 <= metrics["eval/confident_fraction"] <= 1
     assert metrics["export/max_abs_diff"] <= 1e-5 and metrics["export/pt2_max_abs_diff"] <= 1e-5
     history = client.get_metric_history(version.run_id, "train/f_real" if family != "generator" else "train/recon_mse")

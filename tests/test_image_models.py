@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from models import fid, gan, lenet, vae
+from models.image_trainer import ImageTrainer, Selection
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -466,3 +467,95 @@ def test_gan_and_lenet_checkpoint_round_trip() -> None:
         torch.testing.assert_close(pairs[0][1](z, y), pairs[0][0](z, y), rtol=0, atol=0)
         torch.testing.assert_close(pairs[1][1](x, y), pairs[1][0](x, y), rtol=0, atol=0)
         torch.testing.assert_close(pairs[2][1](x), pairs[2][0](x), rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- the val/fid_lenet curve and kept weights
+
+
+class ScriptedTrainer(ImageTrainer):
+    """A linear layer nudged by noisy SGD; its samples carry their epoch, which a scripted judge maps to a score."""
+
+    def __init__(self, scores: dict[int, float], every: int, keep_best: bool, scored: bool = True) -> None:
+        images = torch.randint(0, 256, (8, 1, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        judge = lambda x: scores[int(x[0, 0, 0, 0])]  # noqa: E731
+        picks = Selection(judge, every, samples=4, seed=3, keep_best=keep_best) if scored else None
+        super().__init__(images, torch.zeros(8, dtype=torch.long), 2, epochs=5, max_steps=None, selection=picks)
+        self.model = nn.Linear(4, 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.snapshots: dict[int, dict[str, Tensor]] = {}
+
+    def train_batch(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        loss = (self.model(x.flatten(1)) - torch.randn(len(x), 1)).pow(2).mean()  # the global RNG: training's stream
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return {"train/loss": loss.detach()}
+
+    def prior_samples(self, n: int) -> Tensor:
+        torch.rand(100)  # draws from the global RNG, as Langevin chains and batch-norm calibration do
+        self.snapshots[self.epochs_done] = copy.deepcopy(self.model.state_dict())
+        return torch.full((n, 1, 2, 2), float(self.epochs_done))
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"optimizer": self.optimizer}
+
+
+def run_to_end(trainer: ScriptedTrainer, stop_at: int | None = None) -> list[tuple[int, dict[str, float]]]:
+    """Step `trainer` as the driver does (to its budget, or to step `stop_at`); the reports' metrics by epoch."""
+    curve = []
+    while not trainer.done() and trainer.steps != stop_at:
+        trainer.step()
+        curve += [(trainer.epochs_done, r.metrics) for r in trainer.reports() if r.metrics]
+    if trainer.done():
+        trainer.finish()
+    return curve
+
+
+SCRIPT = {1: 5.0, 2: 2.0, 3: 3.0, 4: float("nan"), 5: 4.0}
+
+
+def test_val_fid_is_reported_every_n_epochs_and_after_the_last() -> None:
+    torch.manual_seed(0)
+    curve = run_to_end(ScriptedTrainer(SCRIPT, every=2, keep_best=True))
+    assert [epoch for epoch, _ in curve] == [2, 4, 5]  # every 2 epochs, and the last (5) too
+    scores = [m["val/fid_lenet"] for _, m in curve]
+    assert scores[0] == 2.0 and math.isnan(scores[1]) and scores[2] == 4.0  # a NaN score is reported as it is
+    assert all(m["perf/val_fid_seconds"] >= 0 for _, m in curve)
+
+
+def test_the_best_scored_epochs_weights_are_kept_and_resume_carries_them() -> None:
+    torch.manual_seed(0)
+    best = ScriptedTrainer(SCRIPT, every=1, keep_best=True)
+    run_to_end(best)
+    assert best.kept_epoch == 2 and best.best["fid"] == 2.0  # the NaN of epoch 4 is never the best
+    for name, tensor in best.model.state_dict().items():
+        torch.testing.assert_close(tensor, best.snapshots[2][name], rtol=0, atol=0)
+    summary = best.summary(1.0, 0)
+    assert summary["train/kept_epoch"] == 2 and summary["val/fid_lenet_best"] == 2.0
+
+    torch.manual_seed(0)
+    last = ScriptedTrainer(SCRIPT, every=1, keep_best=False)
+    run_to_end(last)
+    torch.manual_seed(0)
+    unscored = ScriptedTrainer(SCRIPT, every=1, keep_best=False, scored=False)
+    run_to_end(unscored)
+    assert last.kept_epoch == 5 and "train/kept_epoch" in last.summary(1.0, 0)
+    for name, tensor in unscored.model.state_dict().items():  # scoring left training's RNG stream alone
+        torch.testing.assert_close(last.model.state_dict()[name], tensor, rtol=0, atol=0)
+        torch.testing.assert_close(last.snapshots[5][name], tensor, rtol=0, atol=0)
+
+    torch.manual_seed(0)
+    first = ScriptedTrainer(SCRIPT, every=1, keep_best=True)
+    run_to_end(first, stop_at=13)  # mid-epoch 4, after the best (2) was scored
+    saved, rng = copy.deepcopy(first.state_dict()), torch.get_rng_state()
+    resumed = ScriptedTrainer(SCRIPT, every=1, keep_best=True)
+    resumed.load_state_dict(saved)
+    torch.set_rng_state(rng)
+    assert resumed.best["epoch"] == 2
+    run_to_end(resumed)
+    assert resumed.kept_epoch == 2
+    for name, tensor in best.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)

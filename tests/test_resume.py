@@ -128,6 +128,48 @@ def test_training_killed_with_sigkill_resumes_bitwise_equal_to_an_uninterrupted_
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 
+def test_the_best_epoch_survives_a_crash_and_resume_ends_bitwise_equal(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the flow's evaluator, each epoch's val/fid_lenet is scored and the best epoch's weights are kept: they
+    are in the checkpoint, so a run that crashed after scoring epoch 1 ends with the same curve, the same kept
+    epoch and the same final weights as an uninterrupted run, bit for bit."""
+    cfg = GANConfig(
+        **{**GAN, "epochs": 3, "batch_size": 100, "checkpoint_every": 10},
+        val_fraction=0.45,  # 1,500 training images: epochs of 15 batches
+        test_fraction=0.4,
+        val_fid_samples=100,
+        lenet_epochs=1,
+    )
+    prepared = steps.prepare(cfg)
+    with tracking.run("rlgen", "evaluator") as parent_id:
+        evaluator = steps.context(cfg, prepared, parent_id)
+    original = _Checkpoint.due
+
+    def crash_at_step_25(self: _Checkpoint) -> bool:
+        if self.trainer.steps == 25:
+            raise OSError("simulated crash")
+        return original(self)
+
+    monkeypatch.setattr(_Checkpoint, "due", crash_at_step_25)
+    with pytest.raises(OSError), tracking.run("rlgen", "crashed") as run_id:
+        train_model(cfg, prepared, run_id, context=evaluator)
+    saved = load_checkpoint(run_checkpoint_path(run_id))
+    assert saved["step"] == 20 and saved["trainer"]["loop"]["best"]["epoch"] == 1  # epoch 1 ended at step 15
+
+    monkeypatch.setattr(_Checkpoint, "due", original)
+    with tracking.run("rlgen", "crashed", reopen=run_id):
+        resumed = train_model(cfg, prepared, run_id, context=evaluator)
+    with tracking.run("rlgen", "uninterrupted") as reference_id:
+        reference = train_model(cfg, prepared, reference_id, context=evaluator)
+    curve = history(run_id, "val/fid_lenet")
+    assert [s for s, _ in curve] == [15, 30, 45] and curve == history(reference_id, "val/fid_lenet")
+    kept = resumed.metrics["train/kept_epoch"]
+    assert kept == reference.metrics["train/kept_epoch"] == 1 + min(range(3), key=lambda i: curve[i][1])
+    ours, theirs = final_weights(run_id, tmp_path / "a"), final_weights(reference_id, tmp_path / "b")
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
 def test_a_prefect_retry_continues_from_the_checkpoint(
     prefect_server: str, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,7 +97,9 @@ def build(cfg: LineConfig, prepared: Points) -> dict[str, nn.Module]:
     return {"model": nn.Linear(1, 1)}
 
 
-def trainer(cfg: LineConfig, prepared: Points, modules: dict[str, nn.Module], device: torch.device) -> LineTrainer:
+def trainer(
+    cfg: LineConfig, prepared: Points, modules: dict[str, nn.Module], device: torch.device, context: None = None
+) -> LineTrainer:
     return LineTrainer(cfg, prepared, modules["model"])
 
 

@@ -31,6 +31,24 @@ class ImageConfig(TrainConfig):
     log_every: int = Field(50, gt=0, description="Log the means of the training statistics every N batches.")
     fid_samples: int = Field(10_000, gt=0, description="Generated images for FID-LeNet and the class histogram.")
     lenet_epochs: int = Field(20, gt=0, description="Epochs of the LeNet evaluator (trained once per dataset).")
+    val_fid_every: int = Field(
+        1,
+        ge=0,
+        description="Score FID-LeNet of prior samples against the validation images every N epochs and after the "
+        "last (val/fid_lenet); 0: off. Model selection uses only this curve: the test split is for the final "
+        "evaluation.",
+    )
+    val_fid_samples: int = Field(
+        1_000,
+        ge=2,
+        description="Generated images per val/fid_lenet score, against as many validation images (all of them if "
+        "fewer).",
+    )
+    keep: Literal["best_val_fid", "last"] = Field(
+        "best_val_fid",
+        description="The weights training ends with: best_val_fid (the epoch with the lowest val/fid_lenet; "
+        "train/kept_epoch says which) or last.",
+    )
 
     @model_validator(mode="after")
     def _split_leaves_training_data(self) -> ImageConfig:
@@ -38,6 +56,11 @@ class ImageConfig(TrainConfig):
             raise ValueError(
                 f"val_fraction + test_fraction = {self.val_fraction + self.test_fraction:.2f} leaves almost "
                 "nothing to train on; keep their sum below 0.9"
+            )
+        if self.keep == "best_val_fid" and self.val_fid_every == 0:
+            raise ValueError(
+                "keep=best_val_fid selects the epoch by val/fid_lenet, which val_fid_every=0 turns off; "
+                "set keep=last or val_fid_every to a number of epochs"
             )
         return self
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from models import fid, lenet
 from models.common import seed_everything
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from rlgen.checkpoints.io import load_checkpoint, save_checkpoint
 from rlgen.checkpoints.stop import StopRequest
 from rlgen.config.image import ImageConfig
@@ -146,6 +146,24 @@ def generate_batched(
     return torch.cat(out)  # (N, 1, 28, 28) in [0, 1]
 
 
+def prior_samples(cfg: ImageConfig, generate: Generate, latent_dim: int, n: int, device: torch.device) -> Tensor:
+    """`n` images from noise seeded by the config, labels cycling through the classes: what FID-LeNet judges."""
+    labels = torch.arange(n, device=device) % n_classes(cfg)
+    return generate_batched(generate, latent_dim, labels, device, seed=cfg.seed)
+
+
+def selection(
+    cfg: ImageConfig, prepared: PreparedData, evaluator: EvaluatorRef | None, device: torch.device
+) -> Selection | None:
+    """The val/fid_lenet curve (the evaluator against up to `val_fid_samples` validation images) and which weights
+    to keep; None when the curve is off or there is no evaluator (training outside the flow keeps the last)."""
+    if cfg.val_fid_every == 0 or evaluator is None:
+        return None
+    real = load_prepared(prepared.path, device)["val_images"][: cfg.val_fid_samples].float() / 255.0
+    judge = fid.FIDJudge(load_evaluator(evaluator, cfg, device), real)
+    return Selection(judge, cfg.val_fid_every, cfg.val_fid_samples, cfg.seed, keep_best=cfg.keep == "best_val_fid")
+
+
 def evaluate_samples(
     cfg: ImageConfig,
     prepared: PreparedData,
@@ -159,9 +177,9 @@ def evaluate_samples(
     classes = n_classes(cfg)
     classifier = load_evaluator(evaluator, cfg, device)
     data = load_prepared(prepared.path, device)
-    real = data["test_images"].float() / 255.0
+    real = data["test_images"].float() / 255.0  # the test split, here only: selection uses the validation split
     labels = torch.arange(cfg.fid_samples, device=device) % classes
-    fake = generate_batched(generate, latent_dim, labels, device, seed=cfg.seed)
+    fake = prior_samples(cfg, generate, latent_dim, cfg.fid_samples, device)
 
     real_features = fid.extract_features(classifier, real)
     fake_features = fid.extract_features(classifier, fake)

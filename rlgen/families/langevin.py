@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from models import gan, langevin
 from models.training import Grid
-from rlgen.evaluation.images import Generate
+from rlgen.config.image import ImageConfig
+from rlgen.evaluation.images import Generate, prior_samples
 from rlgen.family import Panels, Series
 
 GAP_NOTE = (
@@ -128,3 +129,15 @@ def descriptor_sampler(cfg: Chains, descriptor: nn.Module, starts: Callable[[Ten
         return gan.to_unit(synth).clamp(0, 1)
 
     return generate
+
+
+def calibrated_samples(cfg: ImageConfig, generator: nn.Module, n: int, device: torch.device) -> Tensor:
+    """`n` prior samples in [0, 1] as the trained generator gives them (batch norm calibrated on the prior, then
+    eval mode, as `finish` leaves it); the generator's statistics and train mode are put back afterwards."""
+    assert isinstance(generator, gan.Generator)
+    saved = {k: t.clone() for k, t in generator.state_dict().items()}
+    langevin.calibrate_batch_norm(generator, generator.latent_dim, device)
+    images = prior_samples(cfg, gan.GeneratorExport(generator), generator.latent_dim, n, device)
+    generator.load_state_dict(saved)
+    generator.train()
+    return images

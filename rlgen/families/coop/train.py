@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from models import gan, langevin
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from models.training import Grid, Report
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.domains import IMAGES as DOMAIN
@@ -17,6 +17,7 @@ from rlgen.evaluation.images import (
     generator_inputs,
     image_metadata,
     log_sample_grid,
+    selection,
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.coop.config import CoopConfig
@@ -25,6 +26,7 @@ from rlgen.families.langevin import (
     adam,
     build_descriptor,
     build_generator,
+    calibrated_samples,
     chain_grid,
     descriptor_sampler,
     fixed_noise,
@@ -55,9 +57,16 @@ class CoopTrainer(ImageTrainer):
         generator: nn.Module,
         descriptor: nn.Module,
         device: torch.device,
+        selection: Selection | None = None,
     ) -> None:
         super().__init__(
-            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+            data["train_images"],
+            data["train_labels"],
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.max_steps,
+            cfg.log_every,
+            selection,
         )
         self.name, self.cfg, self.device = cfg.registered_name, cfg, device
         self.generator, self.descriptor = generator, descriptor
@@ -84,6 +93,9 @@ class CoopTrainer(ImageTrainer):
         grids[f"chains/epoch_{epoch:03d}.png"] = chain_grid(self.cfg, self.descriptor, proposed[:8])
         return Report(grids=grids)
 
+    def prior_samples(self, n: int) -> Tensor:
+        return calibrated_samples(self.cfg, self.generator, n, self.device)  # the proposals: eval/fid_lenet's samples
+
     def modules(self) -> dict[str, nn.Module]:
         return {"descriptor": self.descriptor, "generator": self.generator}
 
@@ -91,13 +103,19 @@ class CoopTrainer(ImageTrainer):
         return {"opt_d": self.opt_d, "opt_g": self.opt_g}
 
     def finish(self) -> None:
+        super().finish()  # the kept epoch's weights first, then their batch norm calibrated
         langevin.calibrate_batch_norm(self.generator, self.cfg.latent_dim, self.device)
 
 
 def trainer(
-    cfg: CoopConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+    cfg: CoopConfig,
+    prepared: PreparedData,
+    modules: dict[str, nn.Module],
+    device: torch.device,
+    evaluator: EvaluatorRef | None = None,
 ) -> CoopTrainer:
-    return CoopTrainer(cfg, load_prepared(prepared.path, device), modules["generator"], modules["descriptor"], device)
+    data, picks = load_prepared(prepared.path, device), selection(cfg, prepared, evaluator, device)
+    return CoopTrainer(cfg, data, modules["generator"], modules["descriptor"], device, picks)
 
 
 def curves(history: dict[str, Series]) -> Panels:

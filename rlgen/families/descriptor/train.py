@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from models import gan, langevin
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from models.training import Grid, Report
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.domains import IMAGES as DOMAIN
@@ -15,6 +15,8 @@ from rlgen.evaluation.images import (
     evaluate_samples,
     image_metadata,
     log_sample_grid,
+    prior_samples,
+    selection,
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.descriptor.config import DescriptorConfig
@@ -43,12 +45,23 @@ class DescriptorTrainer(ImageTrainer):
     shown = ("train/f_real", "train/f_synth")
 
     def __init__(
-        self, cfg: DescriptorConfig, data: dict[str, Tensor], descriptor: nn.Module, device: torch.device
+        self,
+        cfg: DescriptorConfig,
+        data: dict[str, Tensor],
+        descriptor: nn.Module,
+        device: torch.device,
+        selection: Selection | None = None,
     ) -> None:
         super().__init__(
-            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+            data["train_images"],
+            data["train_labels"],
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.max_steps,
+            cfg.log_every,
+            selection,
         )
-        self.name, self.cfg, self.descriptor = cfg.registered_name, cfg, descriptor
+        self.name, self.cfg, self.descriptor, self.device = cfg.registered_name, cfg, descriptor, device
         self.optimizer = adam(descriptor, cfg.descriptor_lr)
         self.mean_image = gan.from_unit(data["train_images"].float().mean(0) / 255.0)  # (1, 28, 28) in [-1, 1]
         self.starts = langevin.ChainStarts(cfg.chain_init, self.mean_image)
@@ -66,6 +79,15 @@ class DescriptorTrainer(ImageTrainer):
         grids[f"chains/epoch_{epoch:03d}.png"] = chain_grid(self.cfg, self.descriptor, self.grid_starts[:8])
         return Report(grids=grids)
 
+    def prior_samples(self, n: int) -> Tensor:
+        self.descriptor.eval()  # chains from fresh starts, never the persistent buffer: as the evaluation samples
+        fresh = langevin.ChainStarts(self.cfg.chain_init, self.mean_image, buffer_size=0)
+        images = prior_samples(
+            self.cfg, descriptor_sampler(self.cfg, self.descriptor, lambda z: fresh.fresh(len(z))), 1, n, self.device
+        )
+        self.descriptor.train()
+        return images
+
     def modules(self) -> dict[str, nn.Module]:
         return {"descriptor": self.descriptor}
 
@@ -78,9 +100,14 @@ class DescriptorTrainer(ImageTrainer):
 
 
 def trainer(
-    cfg: DescriptorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+    cfg: DescriptorConfig,
+    prepared: PreparedData,
+    modules: dict[str, nn.Module],
+    device: torch.device,
+    evaluator: EvaluatorRef | None = None,
 ) -> DescriptorTrainer:
-    return DescriptorTrainer(cfg, load_prepared(prepared.path, device), modules["descriptor"], device)
+    picks = selection(cfg, prepared, evaluator, device)
+    return DescriptorTrainer(cfg, load_prepared(prepared.path, device), modules["descriptor"], device, picks)
 
 
 def curves(history: dict[str, Series]) -> Panels:

@@ -192,7 +192,9 @@ class DQNTrainer(Trainer):
         return figures
 
 
-def trainer(cfg: DQNConfig, spec: EnvSpec, modules: dict[str, nn.Module], device: torch.device) -> DQNTrainer:
+def trainer(
+    cfg: DQNConfig, spec: EnvSpec, modules: dict[str, nn.Module], device: torch.device, context: None = None
+) -> DQNTrainer:
     return DQNTrainer(cfg, spec, modules["q_network"], device)
 
 

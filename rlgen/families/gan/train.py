@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from models import gan
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from models.training import Grid, Report
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.domains import IMAGES as DOMAIN
@@ -17,6 +17,8 @@ from rlgen.evaluation.images import (
     image_metadata,
     log_sample_grid,
     n_classes,
+    prior_samples,
+    selection,
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.gan.config import GANConfig
@@ -47,11 +49,19 @@ class GANTrainer(ImageTrainer):
         generator: gan.Generator,
         discriminator: gan.Discriminator,
         device: torch.device,
+        selection: Selection | None = None,
     ) -> None:
         super().__init__(
-            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+            data["train_images"],
+            data["train_labels"],
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.max_steps,
+            cfg.log_every,
+            selection,
         )
         self.name, self.cfg, self.generator, self.discriminator = cfg.registered_name, cfg, generator, discriminator
+        self.device = device
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
         self.fixed_z = torch.randn(
@@ -78,6 +88,12 @@ class GANTrainer(ImageTrainer):
         self.generator.train()
         return Report(grids={f"samples/epoch_{epoch:03d}.png": Grid(grid, nrow=8)})
 
+    def prior_samples(self, n: int) -> Tensor:
+        self.generator.eval()  # as exported: batch norm with its running statistics
+        images = prior_samples(self.cfg, gan.GeneratorExport(self.generator), self.cfg.latent_dim, n, self.device)
+        self.generator.train()
+        return images
+
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
 
@@ -85,10 +101,17 @@ class GANTrainer(ImageTrainer):
         return {"opt_g": self.opt_g, "opt_d": self.opt_d}
 
 
-def trainer(cfg: GANConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> GANTrainer:
+def trainer(
+    cfg: GANConfig,
+    prepared: PreparedData,
+    modules: dict[str, nn.Module],
+    device: torch.device,
+    evaluator: EvaluatorRef | None = None,
+) -> GANTrainer:
     generator, discriminator = modules["generator"], modules["discriminator"]
     assert isinstance(generator, gan.Generator) and isinstance(discriminator, gan.Discriminator)
-    return GANTrainer(cfg, load_prepared(prepared.path, device), generator, discriminator, device)
+    picks = selection(cfg, prepared, evaluator, device)
+    return GANTrainer(cfg, load_prepared(prepared.path, device), generator, discriminator, device, picks)
 
 
 def curves(history: dict[str, Series]) -> Panels:

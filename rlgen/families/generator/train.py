@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from models import gan, langevin
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from models.training import Grid, Report
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.domains import IMAGES as DOMAIN
@@ -17,6 +17,7 @@ from rlgen.evaluation.images import (
     generator_inputs,
     image_metadata,
     log_sample_grid,
+    selection,
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.generator.config import GeneratorConfig
@@ -24,6 +25,7 @@ from rlgen.families.langevin import (
     RECON_INFER_STEPS,
     adam,
     build_generator,
+    calibrated_samples,
     fixed_noise,
     infer,
 )
@@ -43,7 +45,12 @@ class GeneratorTrainer(ImageTrainer):
     shown = ("train/recon_mse",)
 
     def __init__(
-        self, cfg: GeneratorConfig, data: dict[str, Tensor], generator: nn.Module, device: torch.device
+        self,
+        cfg: GeneratorConfig,
+        data: dict[str, Tensor],
+        generator: nn.Module,
+        device: torch.device,
+        selection: Selection | None = None,
     ) -> None:
         n = data["train_images"].shape[0]
         # the loop hands each step the batch's "labels": here the images' row numbers, to look up their z
@@ -54,6 +61,7 @@ class GeneratorTrainer(ImageTrainer):
             cfg.epochs,
             cfg.max_steps,
             cfg.log_every,
+            selection,
         )
         self.name, self.cfg, self.generator, self.device = cfg.registered_name, cfg, generator, device
         self.optimizer = adam(generator, cfg.generator_lr)
@@ -76,6 +84,9 @@ class GeneratorTrainer(ImageTrainer):
         }
         return Report(metrics=drift, grids={f"samples/epoch_{epoch:03d}.png": Grid(grid, nrow=8)})
 
+    def prior_samples(self, n: int) -> Tensor:
+        return calibrated_samples(self.cfg, self.generator, n, self.device)
+
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator}
 
@@ -86,13 +97,19 @@ class GeneratorTrainer(ImageTrainer):
         return {"latents": self.latents}
 
     def finish(self) -> None:
+        super().finish()  # the kept epoch's weights first, then their batch norm calibrated
         langevin.calibrate_batch_norm(self.generator, self.cfg.latent_dim, self.device)
 
 
 def trainer(
-    cfg: GeneratorConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device
+    cfg: GeneratorConfig,
+    prepared: PreparedData,
+    modules: dict[str, nn.Module],
+    device: torch.device,
+    evaluator: EvaluatorRef | None = None,
 ) -> GeneratorTrainer:
-    return GeneratorTrainer(cfg, load_prepared(prepared.path, device), modules["generator"], device)
+    picks = selection(cfg, prepared, evaluator, device)
+    return GeneratorTrainer(cfg, load_prepared(prepared.path, device), modules["generator"], device, picks)
 
 
 def curves(history: dict[str, Series]) -> Panels:

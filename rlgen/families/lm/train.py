@@ -54,7 +54,9 @@ def _model(trained_or_modules: dict[str, nn.Module]) -> lm.RNNModel:
     return model
 
 
-def trainer(cfg: LMConfig, prepared: PreparedCorpus, modules: dict[str, nn.Module], device: torch.device) -> LMTrainer:
+def trainer(
+    cfg: LMConfig, prepared: PreparedCorpus, modules: dict[str, nn.Module], device: torch.device, context: None = None
+) -> LMTrainer:
     data, vocab = load_corpus(prepared.path, device), load_vocabulary(prepared.vocab_path)
     try:
         streams = lm.batchify(data["train"], cfg.batch_size)  # (B, N / B)

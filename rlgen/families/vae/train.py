@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from models import vae
-from models.image_trainer import ImageTrainer
+from models.image_trainer import ImageTrainer, Selection
 from models.training import Grid, Report
 from rlgen.data.images import PreparedData, load_prepared
 from rlgen.domains import IMAGES as DOMAIN
@@ -18,6 +18,8 @@ from rlgen.evaluation.images import (
     image_metadata,
     log_sample_grid,
     n_classes,
+    prior_samples,
+    selection,
 )
 from rlgen.export.checked import ExportSpec
 from rlgen.families.vae.config import VAEConfig
@@ -42,9 +44,22 @@ class VAETrainer(ImageTrainer):
 
     shown = ("train/loss", "val/neg_elbo")
 
-    def __init__(self, cfg: VAEConfig, data: dict[str, Tensor], model: vae.AnyVAE, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: VAEConfig,
+        data: dict[str, Tensor],
+        model: vae.AnyVAE,
+        device: torch.device,
+        selection: Selection | None = None,
+    ) -> None:
         super().__init__(
-            data["train_images"], data["train_labels"], cfg.batch_size, cfg.epochs, cfg.max_steps, cfg.log_every
+            data["train_images"],
+            data["train_labels"],
+            cfg.batch_size,
+            cfg.epochs,
+            cfg.max_steps,
+            cfg.log_every,
+            selection,
         )
         self.name, self.cfg, self.model, self.device = cfg.registered_name, cfg, model, device
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
@@ -62,6 +77,12 @@ class VAETrainer(ImageTrainer):
         self.model.train()
         return Report({"val/neg_elbo": val}, {f"samples/epoch_{epoch:03d}.png": Grid(grid)})
 
+    def prior_samples(self, n: int) -> Tensor:
+        self.model.eval()
+        images = prior_samples(self.cfg, vae.VAEDecoder(self.model), self.cfg.latent_dim, n, self.device)
+        self.model.train()
+        return images
+
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}
 
@@ -75,8 +96,15 @@ def _vae(modules: dict[str, nn.Module]) -> vae.AnyVAE:
     return model
 
 
-def trainer(cfg: VAEConfig, prepared: PreparedData, modules: dict[str, nn.Module], device: torch.device) -> VAETrainer:
-    return VAETrainer(cfg, load_prepared(prepared.path, device), _vae(modules), device)
+def trainer(
+    cfg: VAEConfig,
+    prepared: PreparedData,
+    modules: dict[str, nn.Module],
+    device: torch.device,
+    evaluator: EvaluatorRef | None = None,
+) -> VAETrainer:
+    picks = selection(cfg, prepared, evaluator, device)
+    return VAETrainer(cfg, load_prepared(prepared.path, device), _vae(modules), device, picks)
 
 
 def curves(history: dict[str, Series]) -> Panels:
