@@ -434,7 +434,8 @@ def langevin_study(results: Results) -> Table | None:
     if not runs:
         return None
     marks = (8, 16, 32)
-    header = ["run", "settings", *(f"val FID @{e}" for e in marks), "best epoch (FID)", *(f"z std @{e}" for e in marks)]
+    header = ["run", "settings", "epochs", *(f"val FID @{e}" for e in marks), "best epoch (FID)"]
+    header += [f"z std @{e}" for e in marks]
     body = []
     for run in runs:
         rows = {r["epoch"]: r for r in run["rows"]}
@@ -445,12 +446,13 @@ def langevin_study(results: Results) -> Table | None:
             [
                 run["name"],
                 ", ".join(s for s in run["sets"] if not s.startswith("epochs=")) or "(defaults)",
+                str(max(rows)),
                 *(at(rows, e, "val/fid_lenet") for e in marks),
                 f"{best['epoch']} ({fmt(best['val/fid_lenet'])})" if best else "-",
                 *(at(rows, e, "train/latent_std") for e in marks),
             ]
         )
-    return table(header, body, right=range(2, 2 + 2 * len(marks) + 1))
+    return table(header, body, right=range(2, len(header)))
 
 
 def serving(results: Results) -> Table | None:
