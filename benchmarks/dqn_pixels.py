@@ -134,7 +134,7 @@ def main() -> None:
         FIGURE,
         "CartPole-v1: DQN from the state vector and from pixels",
         "environment step",
-        "greedy validation return (20 episodes)",
+        "greedy validation return (val_episodes: 20 state, 10 pixels)",
     )
     result = {
         "benchmark": "dqn_pixels",
