@@ -155,13 +155,27 @@ def test_a_corrupt_corpus_is_refused_before_training(prefect_server: str, store:
 
 
 def test_user_errors_in_a_flow_are_logged_without_a_traceback() -> None:
+    """What Prefect's loggers write: a user error's message without its traceback, a bug's with it."""
+    import io
     import logging
 
     preflight.quiet_user_errors()
-    logger = logging.getLogger("prefect.flow_runs")
-    for error, kept in ((DataError("bad file"), False), (ConfigError("bad key"), False), (RuntimeError("bug"), True)):
-        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "failed", (), (type(error), error, None))
-        assert logger.filter(record) and (record.exc_info is not None) == kept
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger, out = logging.getLogger(name), io.StringIO()
+        handler = logging.StreamHandler(out)
+        logger.addHandler(handler)
+        try:
+            for error in (DataError("bad file"), ConfigError("bad key"), RuntimeError("a bug")):
+                try:
+                    raise error
+                except Exception:
+                    logger.exception("Finished in state Failed: %s", error)
+        finally:
+            logger.removeHandler(handler)
+        written = out.getvalue()
+        assert "Failed: bad file\n" in written and "Failed: bad key\n" in written, written
+        assert written.count("Traceback (most recent call last)") == 1, written  # the bug's alone
+        assert "RuntimeError: a bug" in written.split("Failed: a bug", 1)[1], written
 
 
 def test_only_failed_downloads_are_retried() -> None:
