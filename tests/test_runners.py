@@ -167,13 +167,17 @@ class Holders:
         except Exception as err:
             self.errors.append(err)
 
-    def wait_for(self, count: int, timeout: float = 60) -> list[int]:
-        """Wait until `count` holders hold a slot, then give any other a few seconds to (wrongly) get one too."""
+    def wait_for(self, count: int, server: str, indices: list[int], timeout: float = 60) -> list[int]:
+        """Wait until `count` holders hold a slot; then the server must count exactly those as taken, every GPU's
+        limit full, so that no other holder can get one until a release (no sleep that hopes for the best)."""
         deadline = time.monotonic() + timeout
         while len(self.held) < count and not self.errors and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(3)
         assert not self.errors, self.errors
+        limits = [httpx.get(f"{server}/v2/concurrency_limits/gpu-{i}", timeout=10).json() for i in indices]
+        assert [(lim["limit"], lim["active_slots"]) for lim in limits] == [(1, 1)] * len(indices), limits
+        waiting = [thread for thread in self.threads if thread.is_alive()]
+        assert len(self.held) == count and len(waiting) == len(self.threads), (self.held, waiting)
         return list(self.held)
 
     def finish(self) -> list[int]:
@@ -187,7 +191,7 @@ class Holders:
 def test_one_gpu_slot_serializes_its_holders(prefect_server: str) -> None:
     holders = Holders([0], count=2)
     try:
-        assert holders.wait_for(1) == [0]  # the second waits for gpu-0 ...
+        assert holders.wait_for(1, prefect_server, [0]) == [0]  # the second waits for gpu-0 ...
     finally:
         assert holders.finish() == [0, 0]  # ... and gets it once the first releases it
     limit = httpx.get(f"{prefect_server}/v2/concurrency_limits/gpu-0", timeout=10).json()
@@ -197,7 +201,8 @@ def test_one_gpu_slot_serializes_its_holders(prefect_server: str) -> None:
 def test_several_gpus_spread_their_holders(prefect_server: str) -> None:
     holders = Holders([0, 1], count=3)
     try:
-        assert sorted(holders.wait_for(2)) == [0, 1]  # one holder on each GPU at once; the third waits ...
+        # one holder on each GPU at once; the third waits ...
+        assert sorted(holders.wait_for(2, prefect_server, [0, 1])) == [0, 1]
     finally:
         held = holders.finish()
         assert len(held) == 3 and set(held) == {0, 1}  # ... for the GPU it chose (turn 2 prefers gpu-0), then holds it
