@@ -142,6 +142,8 @@ def check_store(client: MlflowClient, models: list[str]) -> dict[int, str]:
         children.setdefault(r.data.tags.get("mlflow.parentRunId", ""), []).append(r)
     pipelines = {int(r.data.params["seed"]): r for r in runs if r.data.tags.get("rlgen.family") == "pipeline"}
     assert sorted(pipelines) == list(SEEDS)
+    spans = [(r.info.start_time, r.info.end_time) for r in pipelines.values()]
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans  # the pipelines ran at once
 
     trained: dict[str, set[str]] = {
         REGISTERED[model]: set() for model in models
