@@ -96,8 +96,16 @@ def test_evaluator_is_reused_across_runs(rlgen, store: Path) -> None:
 
 
 def test_missing_data_directory_is_a_clear_error(rlgen, store: Path, tmp_path: Path) -> None:
-    done = rlgen("run", "vae", "--set", f"data_dir={tmp_path / 'nowhere'}", expect=2)
-    assert "nowhere" in done.stderr
+    nowhere = tmp_path / "nowhere"
+    done = rlgen("run", "vae", "--set", f"data_dir={nowhere}", expect=2)
+    (message,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]  # one paragraph
+    assert message.startswith(f"error: No MNIST IDX files found in {nowhere}, "), message  # what is missing, where
+    assert f"({nowhere} does not exist)" in message and "t10k-images-idx3-ubyte[.gz]" in message
+    assert "Put them in a folder and pass --set data_dir=<folder>, or leave data_dir unset" in message  # the fix
+    assert "Traceback" not in done.stderr
+    if (store / "mlflow.db").exists():  # no MLflow run was started, so none is left RUNNING
+        client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def test_a_non_finite_loss_fails_the_run_naming_model_and_step(rlgen, store: Path) -> None:

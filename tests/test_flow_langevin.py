@@ -105,4 +105,5 @@ def test_langevin_divergence_fails_the_run_naming_step_and_step_size(rlgen, stor
 
 def test_score_names_a_missing_model_file(rlgen, store: Path, tmp_path: Path) -> None:
     missing = rlgen("score", "--model", str(tmp_path / "none.pt"), str(tmp_path / "x.png"), expect=2)
-    assert "none.pt" in missing.stderr
+    assert missing.stderr.strip().endswith(f"error: no TorchScript file at {tmp_path / 'none.pt'}"), missing.stderr
+    assert "Traceback" not in missing.stderr
