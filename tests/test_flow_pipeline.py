@@ -100,3 +100,31 @@ def test_profiles_and_data_root_reach_each_branch() -> None:
     assert quick.branch_config("dcgan").epochs < full.branch_config("dcgan").epochs
     assert quick.branch_config("cgan").variant == "cgan" and quick.branch_config("cgan").seed == 7
     assert quick.branch_config("coop").data_dir == "/data/mnist/raw"
+
+
+@pytest.mark.skipif(not (SHARED / "mnist" / "raw").is_dir(), reason=f"the offline data are not at {SHARED}")
+def test_a_failed_branch_leaves_the_others_to_finish(rlgen, store: Path, tmp_path: Path) -> None:
+    """The descriptor's chains diverge at its first training step (a run-time failure no config check can see); the
+    DQN and VAE branches, running beside it, still train, register and promote, and the pipeline reports the
+    failure and exits 1."""
+    broken = {**TINY, "descriptor": {**TINY["descriptor"], "langevin_step": 1e4}}
+    args = ["models=dqn,vae,descriptor", f"data_root={SHARED}", f"overrides={json.dumps(broken)}", "concurrency=3"]
+    done = rlgen("run", "pipeline", *(a for pair in args for a in ("--set", pair)), expect=1)
+    assert "1 of 3 pipeline models failed: descriptor: " in done.stderr and "step size 10000" in done.stderr
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (pipeline,) = client.search_runs(experiments, filter_string="tags.`rlgen.family` = 'pipeline'")
+    assert pipeline.info.status == "FAILED"
+    children = client.search_runs(experiments, filter_string=f"tags.`mlflow.parentRunId` = '{pipeline.info.run_id}'")
+    flows = {c.data.tags["rlgen.family"]: c.info.status for c in children if c.data.tags["rlgen.role"] == "flow"}
+    assert flows == {"dqn": "FINISHED", "vae": "FINISHED", "descriptor": "FAILED"}
+    for name in ("dqn-CartPole-v1", "vae-mnist"):
+        (found,) = client.search_model_versions(f"name='{name}'")
+        assert client.get_model_version(name, found.version).aliases == ["champion"]
+    assert client.search_model_versions("name='descriptor-mnist'") == []
+    running = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'")
+    assert running == []  # nothing left RUNNING, the failed branch's training run included
+
+    text = (Path(client.download_artifacts(pipeline.info.run_id, "report", str(tmp_path))) / "report.md").read_text()
+    assert "| dqn | ok |" in text and "| vae | ok |" in text and "| descriptor | **failed** |" in text
