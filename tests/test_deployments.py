@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -106,3 +107,81 @@ def test_rlgen_serve_registers_every_deployment_and_runs_them(prefect_server: st
     finally:
         served.terminate()
         served.wait(timeout=30)
+
+
+def next_weekly(cron_weekday: int, hour: int, after: datetime) -> datetime:
+    """The first time after `after` (UTC) on ISO weekday `cron_weekday` (cron's: Monday 1) at `hour`:00."""
+    day = after.replace(hour=hour, minute=0, second=0, microsecond=0)
+    day += timedelta(days=(cron_weekday - day.isoweekday()) % 7)
+    return day if day > after else day + timedelta(days=7)
+
+
+def test_prefect_deploy_all_from_the_repositorys_prefect_yaml(prefect_server: str, store: Path) -> None:
+    """What a team does with the repository: `prefect deploy --all` against its Prefect server, the weekly pipeline
+    scheduled for next Monday 03:00 UTC, and a deployment run to completion by a process worker."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from mlflow.tracking import MlflowClient
+    from test_server_path import TINY_DQN
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_server,
+        "RLGEN_HOME": str(store.parent),
+        "PREFECT_CLI_PROMPT": "false",
+        "COLUMNS": "200",
+    }
+    prefect = [str(Path(sys.executable).with_name("prefect"))]
+
+    def run(*args: str, timeout: float = 180) -> str:
+        done = subprocess.run([*prefect, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    run("work-pool", "create", "rlgen-process", "--type", "process", "--overwrite")
+    run("--no-prompt", "deploy", "--all")
+    found = httpx.post(f"{prefect_server}/deployments/filter", json={}, timeout=30).json()
+    deployed = {d["name"]: d for d in found if d.get("work_pool_name") == "rlgen-process"}
+    assert set(deployed) == set(COMMANDS)
+    for name, deployment in deployed.items():
+        assert deployment["entrypoint"] == entrypoint_file(COMMANDS[name])
+
+    pipeline = deployed["pipeline"]
+    assert [s["schedule"]["cron"] for s in pipeline["schedules"]] == ["0 3 * * 1"]
+    now = datetime.now(UTC)
+    response = httpx.post(
+        f"{prefect_server}/deployments/{pipeline['id']}/schedule",
+        json={"end_time": (now + timedelta(days=15)).isoformat(), "min_runs": 2, "max_runs": 3},
+        timeout=30,
+    )
+    response.raise_for_status()
+    filters = {"flow_runs": {"deployment_id": {"any_": [pipeline["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}}}
+    scheduled = httpx.post(f"{prefect_server}/flow_runs/filter", json=filters, timeout=30).json()
+    starts = sorted(datetime.fromisoformat(r["expected_start_time"]) for r in scheduled)
+    assert starts[0] == next_weekly(1, 3, now), starts  # next Monday, 03:00 UTC
+    assert starts[1] - starts[0] == timedelta(days=7)
+
+    dqn = deployed["dqn"]
+    flow_run = httpx.post(
+        f"{prefect_server}/deployments/{dqn['id']}/create_flow_run",
+        json={"parameters": {"config": TINY_DQN}},
+        timeout=30,
+    ).json()
+    run("worker", "start", "--pool", "rlgen-process", "--run-once", timeout=420)
+    state = httpx.get(f"{prefect_server}/flow_runs/{flow_run['id']}", timeout=10).json()["state_type"]
+    deadline = time.monotonic() + 60
+    while state not in {"COMPLETED", "FAILED", "CRASHED"} and time.monotonic() < deadline:
+        time.sleep(1)
+        state = httpx.get(f"{prefect_server}/flow_runs/{flow_run['id']}", timeout=10).json()["state_type"]
+    assert state == "COMPLETED", state
+    mlflow = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    runs = mlflow.search_runs([e.experiment_id for e in mlflow.search_experiments()])
+    trained = [r for r in runs if r.data.tags.get("prefect.flow_run_id") == flow_run["id"]]
+    assert trained and {r.info.status for r in trained} == {"FINISHED"}
+    assert {r.data.params["total_steps"] for r in trained if r.data.tags.get("rlgen.role") == "train"} == {
+        str(TINY_DQN["total_steps"])
+    }
