@@ -1,6 +1,9 @@
 """The chaos harness: kill -9 each family's training at seeded random steps, resume it every time, and compare the
-result with an uninterrupted run. tests/test_chaos.py drives it (a command line of its own, writing a results file for
-the docs, is not written yet).
+result with an uninterrupted run. tests/test_chaos.py drives it; `python -m benchmarks.chaos` runs it for every
+registered family and writes benchmarks/results/chaos.json and docs/figures/chaos.png (docs/operations.md):
+
+    python -m benchmarks.chaos                  # 5 kills per family, seed 17, as the tests
+    python -m benchmarks.chaos --kills 8 --only dcgan lm
 
 A kill waits until the training has written a checkpoint at or past a seeded random step, then lands at a seeded
 random moment within the next checkpoint interval: mid-step, mid-checkpoint, mid-metric-flush. The resumed run's
@@ -286,3 +289,88 @@ def train_runs(family: str) -> list[str]:
         [experiment.experiment_id], f"tags.`rlgen.role` = 'train' and tags.`rlgen.family` = '{family}'"
     )
     return [r.info.run_id for r in found]
+
+
+def main() -> None:
+    import argparse
+    import json
+    import os
+    import tempfile
+
+    from benchmarks.chaos_setups import setups
+
+    parser = argparse.ArgumentParser(
+        description="Kill -9 each family's training repeatedly; compare with an unkilled run"
+    )
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--only", nargs="+", default=None, metavar="FAMILY")
+    args = parser.parse_args()
+
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    from benchmarks.common import DATA, RESULTS, ROOT
+    from benchmarks.machine import describe
+    from rlgen.registry import FAMILIES
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
+        home = Path(tmp)
+        os.environ.update({"RLGEN_HOME": str(home), "RLGEN_DATA_DIR": str(home / "data")})
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+        known = setups(args.kills, home)
+        with Forker(env) as forker:
+            for family in args.only or list(FAMILIES):
+                setup, launcher = known[family], Launcher(forker, "train")
+                reference = uninterrupted(family, setup, launcher, home)
+                outcome = chaos(family, setup, launcher, home, kills=args.kills, seed=args.seed, reference=reference)
+                row = {
+                    "family": family,
+                    "kills": outcome.kills,
+                    "steps": outcome.steps,
+                    "reference_steps": outcome.reference_steps,
+                    "killed_after": [s.killed_after for s in outcome.segments if s.killed_after is not None],
+                    **outcome.rows._asdict(),
+                    "bitwise": outcome.bitwise,
+                    "promise": "bitwise" if setup.bitwise else "counts and step schedule (new episodes)",
+                    "max_abs_diff": outcome.max_abs_diff,
+                    "seconds": round(outcome.seconds, 1),
+                }
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    figure = ROOT / "docs" / "figures" / "chaos.png"
+    plot(rows, figure)
+    result = {"benchmark": "chaos", "machine": describe(__import__("torch").device("cpu")), "kills": args.kills}
+    result |= {"seed": args.seed, "data": str(DATA), "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "chaos.json").write_text(json.dumps(result, indent=2))
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Kills survived per family, each bar labelled with the metric rows lost and how the weights compared."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    names = [r["family"] for r in rows]
+    bars = ax.bar(names, [r["kills"] for r in rows], color=["tab:green" if r["bitwise"] else "tab:blue" for r in rows])
+    for bar, r in zip(bars, rows, strict=True):
+        weights = "bitwise equal" if r["bitwise"] else f"max |dw| {r['max_abs_diff']:.2g}"
+        label = f"lost rows {r['lost']}\n{weights}"
+        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel("kill -9 survived (resumed each time)")
+    ax.set_ylim(0, max((r["kills"] for r in rows), default=1) * 1.5)
+    ax.set_title("Chaos resume: every family killed and resumed, compared with an uninterrupted run")
+    fig.tight_layout()
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main()

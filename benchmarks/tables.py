@@ -455,6 +455,31 @@ def langevin_study(results: Results) -> Table | None:
     return table(header, body, right=range(2, len(header)))
 
 
+def chaos(results: Results) -> Table | None:
+    """Per family: kills survived, the metric rows against the uninterrupted run, and the final weights."""
+    rows = results.data.get("rows", [])
+    if not rows:
+        return None
+    header = ["family", "kills", "killed after checkpoint steps", "steps", "lost", "duplicated", "extra"]
+    header += ["unequal", "weights", "seconds"]
+    body = [
+        [
+            r["family"],
+            r["kills"],
+            ", ".join(str(k) for k in r["killed_after"]),
+            f"{r['steps']} of {r['reference_steps']}",
+            r["lost"],
+            r["duplicated"],
+            r["extra"],
+            r["unequal"],
+            "bitwise equal" if r["bitwise"] else f"max abs diff {fmt(r['max_abs_diff'])} ({r['promise']})",
+            f"{r['seconds']:.0f} s",
+        ]
+        for r in rows
+    ]
+    return table(header, body, right=(1, 4, 5, 6, 7, 9))
+
+
 def serving(results: Results) -> Table | None:
     return figure_table(results.data["figures"], with_benchmark=False)
 
@@ -498,6 +523,7 @@ BLOCKS: dict[str, Block] = {
     "langevin-curves": Block(("langevin_curves.json",), "python -m benchmarks.langevin_curves", langevin_curves),
     "lm-quality": Block(("lm.json", "lm-*.json"), "python -m benchmarks.lm", lm_quality),
     "serving": Block(("serving.json",), "python -m benchmarks.serving", serving),
+    "chaos": Block(("chaos.json",), "python -m benchmarks.chaos", chaos),
 }
 
 
