@@ -465,13 +465,10 @@ def chaos(results: Results) -> Table | None:
     body = [
         [
             r["family"],
-            r["kills"],
+            str(r["kills"]),
             ", ".join(str(k) for k in r["killed_after"]),
             f"{r['steps']} of {r['reference_steps']}",
-            r["lost"],
-            r["duplicated"],
-            r["extra"],
-            r["unequal"],
+            *(str(r[key]) for key in ("lost", "duplicated", "extra", "unequal")),
             "bitwise equal" if r["bitwise"] else f"max abs diff {fmt(r['max_abs_diff'])} ({r['promise']})",
             f"{r['seconds']:.0f} s",
         ]
