@@ -100,10 +100,11 @@ def test_rlgen_serve_registers_every_deployment_and_runs_them(prefect_server: st
         trained = [
             r for r in mlflow.search_runs([experiment.experiment_id]) if r.data.tags.get("rlgen.role") == "train"
         ]
-        assert [r.data.params["total_steps"] for r in trained] == [
-            str(TINY_DQN["total_steps"])
-        ]  # the served run used our config
-        assert trained[0].data.tags["prefect.flow_run_id"] == run["id"]
+        (train,) = trained
+        assert train.info.status == "FINISHED" and train.data.tags["prefect.flow_run_id"] == run["id"]
+        assert {k: train.data.params[k] for k in TINY_DQN} == {k: str(v) for k, v in TINY_DQN.items()}  # our config
+        (version,) = mlflow.search_model_versions("name='dqn-CartPole-v1'")  # the served flow registered it
+        assert version.run_id == train.info.run_id
     finally:
         served.terminate()
         served.wait(timeout=30)
