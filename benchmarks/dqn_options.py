@@ -64,11 +64,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "n3+val1k+ratio1+every16": {**RATIO1, "train_every": 16, "gradient_steps": 16},
     "n3+val1k+ratio1+hidden128": {**RATIO1, "hidden": 128},
 }
+# variants of rlgen's own defaults (not of the reference): "default+" and their overrides
+ON_DEFAULT: dict[str, dict[str, Any]] = {
+    "default+hidden128": {"hidden": 128},
+    "default+hidden64": {"hidden": 64},
+    "default+half_updates": {"gradient_steps": 32},
+    "default+hidden128+half_updates": {"hidden": 128, "gradient_steps": 32},
+}
+VARIANTS.update(ON_DEFAULT)
 
 
 def settings(name: str) -> dict[str, Any]:
-    """The config keys a variant sets: none for `default`, else the reference's and its own overrides."""
-    return {} if name == "default" else {**REFERENCE, **VARIANTS[name]}
+    """The config keys a variant sets: none for `default`, its own on top of the defaults for `default+...`, else
+    the reference's and its own."""
+    if name == "default" or name in ON_DEFAULT:
+        return VARIANTS[name]
+    return {**REFERENCE, **VARIANTS[name]}
 
 
 def run(job: tuple[str, dict[str, Any], int, int]) -> dict[str, Any]:

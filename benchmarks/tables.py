@@ -366,21 +366,30 @@ def langevin_quality(results: Results) -> Table | None:
 
 
 def langevin_curves(results: Results) -> Table | None:
-    """Per model: the best and the last epoch's validation FID-LeNet (medians over seeds), the kept epochs."""
+    """Per model: the val FID-LeNet per seed after its default epochs and at the end (twice as many, with
+    --budget-factor 2), the best (medians over seeds), the kept epochs, and DCGAN's val FID within the same time."""
     summary = results.data.get("summary", {})
     if not summary:
         return None
-    header = ["model", "epochs", "seeds", "best val FID-LeNet", "last epoch's val FID-LeNet", "kept epoch per seed"]
-    header += ["training time"]
+
+    def per_seed(values: list[float | None]) -> str:
+        return ", ".join("-" if v is None else sig(v) for v in values)
+
+    header = ["model", "default epochs", "epochs trained", "seeds", "val FID after the default epochs, per seed"]
+    header += ["val FID at the end, per seed", "best val FID (median)", "kept epoch per seed", "training time"]
+    header += ["its val FID vs DCGAN's in the same time, per seed"]
     body = [
         [
             name,
+            s.get("default_epochs", s["epochs"]),
             s["epochs"],
             s["seeds"],
+            per_seed(s.get("at_default", [])),
+            per_seed(s.get("at_end", [])),
             sig(s["best_val_fid_median"]),
-            sig(s["final_val_fid_median"]),
             ", ".join(str(e) for e in s["kept_epochs"]),
             minutes(s["train_seconds_median"]),
+            ", ".join(f"{per_seed([a])} vs {per_seed([b])}" for a, b, _ in s.get("versus_dcgan", [])) or "-",
         ]
         for name, s in summary.items()
     ]

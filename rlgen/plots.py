@@ -109,8 +109,11 @@ def confusion_matrix_plot(matrix: Tensor | np.ndarray, path: Path, title: str) -
     return path
 
 
-def spread_curves(curves: dict[str, list[Series]], path: Path, title: str, xlabel: str, ylabel: str) -> Path:
-    """One line per entry: the mean over its runs (seeds) at each step they share, in a band from their min to max."""
+def spread_curves(
+    curves: dict[str, list[Series]], path: Path, title: str, xlabel: str, ylabel: str, logy: bool = False
+) -> Path:
+    """One line per entry: the mean over its runs (seeds) at each step they share, in a band from their min to max;
+    `logy` for figures that span decades."""
     fig, ax = plt.subplots(figsize=(8, 4))
     for label, runs in curves.items():
         steps = sorted(set.intersection(*({s for s, _ in run} for run in runs))) if runs else []
@@ -119,6 +122,8 @@ def spread_curves(curves: dict[str, list[Series]], path: Path, title: str, xlabe
         values = np.array([[dict(run)[s] for s in steps] for run in runs])  # (runs, steps)
         (line,) = ax.plot(steps, values.mean(axis=0), label=f"{label} (mean of {len(runs)})", linewidth=1.5)
         ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    if logy:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
